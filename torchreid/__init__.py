@@ -3,8 +3,6 @@
 Subpackages are imported on first access (``torchreid.data``, ``torchreid.models``, ...), so
 ``import torchreid`` stays cheap and keeps Torchreid's ``torchreid.<subpackage>.<name>`` call shapes.
 """
-import importlib
-
 from .__version__ import __version__
 
 _SUBPACKAGES = ('data', 'engine', 'losses', 'metrics', 'models', 'optim', 'utils')
@@ -14,6 +12,8 @@ __all__ = ['__version__', *_SUBPACKAGES]
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
+        import importlib
+
         module = importlib.import_module(f'{__name__}.{name}')
         globals()[name] = module
         return module

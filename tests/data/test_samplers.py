@@ -1,0 +1,183 @@
+"""Sampler properties over many batches and seeds."""
+import random
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from torchreid.data.samplers import (AVAILABLE_SAMPLERS, RandomActionSampler, RandomIdentitySampler,
+                                     build_train_sampler)
+
+
+def make_records(sizes_per_action, dsetid=0, pid_start=0):
+    """``sizes_per_action``: list (per action) of lists (per identity) of image counts."""
+    records, pid = [], pid_start
+    for action, sizes in enumerate(sizes_per_action):
+        for n in sizes:
+            for k in range(n):
+                records.append((f'a{action}_p{pid}_{k}.png', pid, action, dsetid))
+            pid += 1
+    return records
+
+
+def batches_of(sampler, batch_size):
+    indices = list(iter(sampler))
+    assert len(indices) == len(sampler)
+    assert len(indices) % batch_size == 0
+    return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+
+
+action_layouts = st.lists(  # actions, each 1..9 identities of 1..7 images
+    st.lists(st.integers(1, 7), min_size=1, max_size=9), min_size=2, max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layout=action_layouts, k=st.sampled_from([1, 2, 4]), p=st.integers(2, 6), seed=st.integers(0, 2 ** 31))
+def test_identity_sampler_p_by_k(layout, k, p, seed):
+    records = make_records(layout)
+    n_pids = len({r[1] for r in records})
+    if n_pids < p:
+        with pytest.raises(ValueError, match='at least P'):
+            RandomIdentitySampler(records, p * k, k)
+        return
+    torch.manual_seed(seed)
+    sampler = RandomIdentitySampler(records, p * k, k)
+    assert len(sampler) == max(1, len(records) // (p * k)) * p * k
+    for batch in batches_of(sampler, p * k):
+        counts = Counter(records[i][1] for i in batch)
+        assert len(counts) == p and set(counts.values()) == {k}
+        # instances of one identity are consecutive K-blocks
+        for j in range(0, p * k, k):
+            assert len({records[i][1] for i in batch[j:j + k]}) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(layout=action_layouts, k=st.sampled_from([1, 2, 4]), p=st.integers(2, 6), seed=st.integers(0, 2 ** 31))
+def test_action_sampler_composition(layout, k, p, seed):
+    records = make_records(layout)
+    n_pids = len({r[1] for r in records})
+    if n_pids < p or all(len(a) < 2 for a in layout):
+        with pytest.raises(ValueError):
+            RandomActionSampler(records, p * k, k)
+        return
+    torch.manual_seed(seed)
+    sampler = RandomActionSampler(records, p * k, k)
+    for batch in batches_of(sampler, p * k):
+        pids = Counter(records[i][1] for i in batch)
+        assert len(pids) == p and set(pids.values()) == {k}  # P distinct ids x K each
+        by_action = defaultdict(set)
+        for i in batch:
+            by_action[records[i][2]].add(records[i][1])
+        # an action-aware triplet finds a negative: >= 2 ids share an action
+        assert max(len(ids) for ids in by_action.values()) >= 2
+        # few actions: no more than needed. Every action but the one giving the most ids is used to fill,
+        # so the number of actions is at most 1 + (P - ids of the largest group).
+        assert len(by_action) <= 1 + p - max(len(ids) for ids in by_action.values())
+
+
+def test_action_sampler_single_action_batches_when_possible():
+    # every action has 8 identities with 4 images: with P=8, K=4 each batch is exactly one action
+    records = make_records([[4] * 8 for _ in range(10)])
+    torch.manual_seed(0)
+    sampler = RandomActionSampler(records, 32, 4)
+    batches = batches_of(sampler, 32)
+    assert len(batches) == 10
+    assert all(len({records[i][2] for i in b}) == 1 for b in batches)
+    assert sorted(records[b[0]][2] for b in batches) == list(range(10))  # each action once
+
+
+def test_action_sampler_separates_datasets():
+    # same camid in two datasets: different actions
+    records = make_records([[2, 2]]) + make_records([[2, 2]], dsetid=1, pid_start=2)
+    sampler = RandomActionSampler(records, 4, 2)
+    for batch in batches_of(sampler, 4):
+        assert len({records[i][3] for i in batch}) == 1
+
+
+@pytest.mark.parametrize('cls', [RandomIdentitySampler, RandomActionSampler])
+def test_reproducible_from_global_rng(cls):
+    records = make_records([[3, 1, 5, 2], [2, 2, 2], [6, 1], [1, 1, 1, 4]])
+    sampler = cls(records, 8, 2)
+    torch.manual_seed(123)
+    first = [list(sampler), list(sampler)]
+    state = torch.get_rng_state()
+    third = list(sampler)
+    torch.manual_seed(123)
+    assert [list(sampler), list(sampler)] == first  # same seed, same epochs
+    assert first[0] != first[1]  # epochs differ
+    torch.set_rng_state(state)  # what a checkpoint restores
+    assert list(sampler) == third
+    # Python's and NumPy's RNGs are not touched
+    py, npy = random.getstate(), np.random.get_state()[1].copy()
+    list(sampler)
+    assert random.getstate() == py and (np.random.get_state()[1] == npy).all()
+
+
+@pytest.mark.parametrize('cls', [RandomIdentitySampler, RandomActionSampler])
+def test_seeded_sampler_set_epoch(cls):
+    records = make_records([[3, 1, 5, 2], [2, 2, 2], [6, 1]])
+    a, b = cls(records, 8, 2, seed=7), cls(records, 8, 2, seed=7)
+    epochs = [list(a) for _ in range(3)]
+    b.set_epoch(2)  # a resumed run jumps to epoch 2
+    assert list(b) == epochs[2]
+    assert epochs[0] != epochs[1]
+
+
+def test_epoch_length_tracks_images():
+    # 100 ids with one image each: P x K sampling with replacement would give 4x the images per pass
+    records = make_records([[1] * 10 for _ in range(10)])
+    sampler = RandomIdentitySampler(records, 16, 4)
+    assert len(sampler) == 96 and len(list(sampler)) == 96
+    # many images per id: an epoch needing more than one pass still has the promised length
+    records = make_records([[40, 40]])
+    sampler = RandomActionSampler(records, 8, 4)
+    assert len(list(sampler)) == len(sampler) == 80
+
+
+def test_batch_size_must_be_multiple():
+    records = make_records([[4, 4, 4]])
+    for cls in (RandomIdentitySampler, RandomActionSampler):
+        with pytest.raises(ValueError, match='multiple of num_instances'):
+            cls(records, 10, 4)
+
+
+def test_action_sampler_needs_an_action_with_two_ids():
+    with pytest.raises(ValueError, match='at least 2 identities'):
+        RandomActionSampler(make_records([[3], [3], [3]]), 4, 2)
+
+
+def test_build_train_sampler_names():
+    records = make_records([[4, 4, 4, 4]])
+    assert isinstance(build_train_sampler(records, 'RandomIdentitySampler', 8, 4), RandomIdentitySampler)
+    assert isinstance(build_train_sampler(records, 'RandomActionSampler', 8, 4), RandomActionSampler)
+    assert list(build_train_sampler(records, 'SequentialSampler')) == list(range(16))
+    assert sorted(build_train_sampler(records, 'RandomSampler')) == list(range(16))
+    with pytest.raises(ValueError) as err:
+        build_train_sampler(records, 'RandomDomainSamplerX')
+    assert all(name in str(err.value) for name in AVAILABLE_SAMPLERS)
+
+
+def test_identity_sampler_scales_linearly():
+    # 20k identities: the O(n) per-removal version took minutes at the real 124k-identity scale
+    records = [(str(i), i, i // 20, 0) for i in range(20_000)]
+    sampler = RandomIdentitySampler(records, 32, 4)
+    indices = list(sampler)
+    assert len(indices) == 20_000 and len(set(indices)) == 5_000  # 625 batches of 8 ids x 4 copies
+
+
+def test_seeded_random_sampler_resumes_by_epoch():
+    records = make_records([[5, 5, 5, 5]])
+    a = build_train_sampler(records, 'RandomSampler', seed=11)
+    b = build_train_sampler(records, 'RandomSampler', seed=11)
+    epochs = [list(a) for _ in range(3)]
+    assert epochs[0] != epochs[1] and sorted(epochs[2]) == list(range(20))
+    b.set_epoch(2)
+    assert list(b) == epochs[2]
+    # unseeded: the global generator decides (restored from a checkpoint on resume)
+    c = build_train_sampler(records, 'RandomSampler')
+    torch.manual_seed(5)
+    first = list(c)
+    torch.manual_seed(5)
+    assert list(c) == first

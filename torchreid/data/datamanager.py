@@ -1,0 +1,217 @@
+"""ImageDataManager: datasets + transforms + samplers -> the train loader and per-target test loaders."""
+import logging
+import random
+import warnings
+from typing import Dict, List, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .datasets import ImageDataset, init_image_dataset
+from .samplers import build_train_sampler
+from .transforms import build_transforms
+
+logger = logging.getLogger(__name__)
+
+__all__ = ['DataManager', 'ImageDataManager', 'worker_init_fn']
+
+_ID_SAMPLERS = ('RandomIdentitySampler', 'RandomActionSampler')
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed Python's and NumPy's RNGs in each worker from torch's per-worker seed.
+
+    Torch seeds each worker (base_seed + worker_id, the base drawn from the main process's generator);
+    without this, transforms using ``random``/``numpy`` would repeat across workers and epochs.
+    """
+    seed = torch.initial_seed() % 2 ** 32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _as_list(names: Union[None, str, Sequence[str]]) -> List[str]:
+    if names is None:
+        return []
+    if isinstance(names, str):
+        return [names]
+    return list(names)
+
+
+def _resolve_device(device, use_gpu) -> torch.device:
+    if use_gpu is not None:
+        warnings.warn('use_gpu is deprecated; pass device="cuda" or device="cpu"', DeprecationWarning, stacklevel=3)
+        if device is None:
+            device = 'cuda' if (use_gpu and torch.cuda.is_available()) else 'cpu'
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.device(device)
+
+
+class DataManager:
+    """Base data manager (Torchreid shape): sources, targets, transforms, device."""
+    data_type = 'image'
+
+    def __init__(self, sources=None, targets=None, height=256, width=128, transforms='random_flip',
+                 norm_mean=None, norm_std=None, device=None, use_gpu=None):
+        self.sources = _as_list(sources)
+        if not self.sources:
+            raise ValueError('sources must name at least one dataset')
+        self.targets = _as_list(targets) or list(self.sources)
+        self.height = int(height)
+        self.width = int(width)
+        self.device = _resolve_device(device, use_gpu)
+        self.use_gpu = self.device.type == 'cuda'  # kept for Torchreid code that reads it
+        self.transform_tr, self.transform_te = build_transforms(
+            self.height, self.width, transforms=transforms, norm_mean=norm_mean, norm_std=norm_std)
+
+    @property
+    def num_train_pids(self) -> int:
+        return self._num_train_pids
+
+    @property
+    def num_train_cams(self) -> int:
+        return self._num_train_cams
+
+    def fetch_test_loaders(self, name: str):
+        """``(query_loader, gallery_loader)`` of target ``name``."""
+        if name not in self.test_loader:
+            raise KeyError(f'{name!r} is not a target; targets: {", ".join(self.test_loader)}')
+        return self.test_loader[name]['query'], self.test_loader[name]['gallery']
+
+    def preprocess_pil_img(self, img):
+        """Apply the test transform to a PIL image (for inference on single images)."""
+        return self.transform_te(img)
+
+
+class ImageDataManager(DataManager):
+    """Builds the training loader from ``sources`` and a query and a gallery loader per target.
+
+    Each dataset name is read once (its folders walked once); query/gallery loaders get views of the
+    same object in 'query'/'gallery' mode with the test transform. Keyword arguments follow Torchreid;
+    ``soccernetv3_training_subset`` and ``download`` are passed to every dataset (others ignore them).
+    ``seed``: when set, identity/action samplers order each epoch by (seed, epoch) and
+    :meth:`set_epoch` must be called on resume; when None, they draw from torch's global generator.
+    """
+
+    def __init__(self, root='', sources=None, targets=None, height=256, width=128, transforms='random_flip',
+                 k_tfm=1, norm_mean=None, norm_std=None, device=None, use_gpu=None, split_id=0,
+                 combineall=False, load_train_targets=False, batch_size_train=32, batch_size_test=32,
+                 workers=4, num_instances=4, num_cams=1, num_datasets=1, train_sampler='RandomSampler',
+                 train_sampler_t='RandomSampler', cuhk03_labeled=False, cuhk03_classic_split=False,
+                 market1501_500k=False, soccernetv3_training_subset=1.0, num_actions=None, seed=None,
+                 download=True):
+        super().__init__(sources=sources, targets=targets, height=height, width=width, transforms=transforms,
+                         norm_mean=norm_mean, norm_std=norm_std, device=device, use_gpu=use_gpu)
+        if int(workers) < 0:
+            raise ValueError(f'workers must be >= 0, got {workers}')
+        if num_actions is not None:
+            # Kept for config compatibility; RandomActionSampler already uses as few actions as it can.
+            logger.info('num_actions=%s: the action sampler fills batches from as few actions as possible',
+                        num_actions)
+        self.workers = int(workers)
+        self.seed = seed
+        self.batch_size_train = batch_size_train
+        self.batch_size_test = batch_size_test
+        pin_memory = self.device.type == 'cuda'
+        self._dataset_kwargs = dict(
+            root=root, k_tfm=k_tfm, combineall=combineall, split_id=split_id, cuhk03_labeled=cuhk03_labeled,
+            cuhk03_classic_split=cuhk03_classic_split, market1501_500k=market1501_500k,
+            soccernetv3_training_subset=soccernetv3_training_subset, download=download)
+        self._datasets: Dict[str, ImageDataset] = {}
+        loader_kwargs = dict(num_workers=self.workers, pin_memory=pin_memory,
+                             worker_init_fn=worker_init_fn if self.workers > 0 else None,
+                             persistent_workers=False)
+
+        logger.info('=> Loading train (source) dataset(s): %s', ', '.join(self.sources))
+        trainset = self._combined_trainset(self.sources, role='source')
+        self._num_train_pids = trainset.num_train_pids
+        self._num_train_cams = trainset.num_train_cams
+        self.train_set = trainset
+        self.train_loader = self._train_loader(trainset, train_sampler, batch_size_train, num_instances,
+                                               num_cams, num_datasets, loader_kwargs)
+
+        self.train_loader_t = None
+        if load_train_targets:
+            extra = [t for t in self.targets if t not in self.sources]
+            if not extra:
+                raise ValueError('load_train_targets=True needs a target that is not also a source')
+            trainset_t = self._combined_trainset(extra, role='target')
+            self.train_loader_t = self._train_loader(trainset_t, train_sampler_t, batch_size_train, num_instances,
+                                                     num_cams, num_datasets, loader_kwargs)
+
+        logger.info('=> Loading test (target) dataset(s): %s', ', '.join(self.targets))
+        self.test_loader = {}
+        self.test_dataset = {}
+        for name in self.targets:
+            dataset = self._dataset(name)
+            loaders, records = {}, {}
+            for mode in ('query', 'gallery'):
+                view = dataset.with_mode(mode, transform=self.transform_te)
+                loaders[mode] = DataLoader(view, batch_size=batch_size_test, shuffle=False, drop_last=False,
+                                           **loader_kwargs)
+                records[mode] = getattr(dataset, mode)
+            self.test_loader[name] = loaders
+            self.test_dataset[name] = records
+        self.show_summary()
+
+    # ----- building -----
+    def _dataset(self, name: str) -> ImageDataset:
+        if name not in self._datasets:
+            self._datasets[name] = init_image_dataset(name, transform=None, mode='train', verbose=True,
+                                                      **self._dataset_kwargs)
+        return self._datasets[name]
+
+    def _combined_trainset(self, names: Sequence[str], role: str) -> ImageDataset:
+        parts = []
+        for name in names:
+            dataset = self._dataset(name)
+            if not dataset.train:
+                raise ValueError(f'{name!r} has no training data, so it cannot be a {role} dataset '
+                                 '(it can only be a target: query/gallery)')
+            parts.append(dataset.with_mode('train', transform=self.transform_tr))
+        trainset = parts[0]
+        for part in parts[1:]:
+            trainset = trainset + part
+        trainset.transform = self.transform_tr
+        trainset.set_mode('train')
+        return trainset
+
+    def _train_loader(self, trainset, sampler_name, batch_size, num_instances, num_cams, num_datasets,
+                      loader_kwargs) -> DataLoader:
+        sampler = build_train_sampler(trainset.train, sampler_name, batch_size=batch_size,
+                                      num_instances=num_instances, num_cams=num_cams, num_datasets=num_datasets,
+                                      seed=self.seed)
+        # P x K batches must stay whole (Torchreid drops the tail). Random/sequential keep the tail,
+        # unless it is a single image, which BatchNorm cannot train on.
+        drop_last = sampler_name in _ID_SAMPLERS or len(trainset.train) % batch_size == 1
+        return DataLoader(trainset, sampler=sampler, batch_size=batch_size, shuffle=False, drop_last=drop_last,
+                          **loader_kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell seeded samplers the epoch (needed on resume when ``seed`` is set)."""
+        for loader in (self.train_loader, self.train_loader_t):
+            if loader is not None and hasattr(loader.sampler, 'set_epoch'):
+                loader.sampler.set_epoch(epoch)
+
+    # ----- reporting -----
+    def summary_rows(self):
+        rows = [('train', ', '.join(self.sources), self.num_train_pids, len(self.train_set.train),
+                 self.num_train_cams)]
+        for name in self.targets:
+            for mode in ('query', 'gallery'):
+                records = self.test_dataset[name][mode]
+                hidden = self.test_loader[name][mode].dataset.hidden_labels
+                ids = 'hidden' if hidden else len({r[1] for r in records})
+                rows.append((mode, name, ids, len(records), len({r[2] for r in records})))
+        return rows
+
+    def show_summary(self) -> None:
+        lines = ['=> Loaded data',
+                 f'  sources: {", ".join(self.sources)}  targets: {", ".join(self.targets)}',
+                 f'  # train datasets: {len(self.sources)}  # train ids: {self.num_train_pids}  '
+                 f'# train images: {len(self.train_set.train)}  # train cameras/actions: {self.num_train_cams}',
+                 f'  image size: {self.height}x{self.width}  train batches/epoch: {len(self.train_loader)}']
+        for subset, name, ids, images, cams in self.summary_rows()[1:]:
+            lines.append(f'  {name} {subset}: {ids} ids, {images} images, {cams} cameras/actions')
+        logger.info('\n'.join(lines))

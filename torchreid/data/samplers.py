@@ -1,0 +1,231 @@
+"""Training samplers: random, sequential, P identities x K instances, and per-action P x K.
+
+Randomness: each epoch draws one seed from a torch generator (``generator`` if given, else torch's
+global generator, which ``set_random_seed`` seeds and a checkpoint restores) and builds the whole
+epoch's order from it, so a resumed run reproduces the same batches. With ``seed`` set, the epoch
+order depends only on ``(seed, epoch)`` instead (``set_epoch`` as in DistributedSampler).
+
+Epoch length: an identity sampler yields ``len(data_source)`` indices rounded down to whole batches
+(at least one batch), so an epoch sees about as many images as the dataset has, whatever the number
+of instances per identity. Identities with fewer than K images are sampled with replacement
+(Torchreid semantics); an epoch that needs more batches than one pass over the identities gives starts
+a new pass.
+"""
+import itertools
+import logging
+import random
+from collections import defaultdict
+from typing import Dict, List
+
+import torch
+from torch.utils.data import RandomSampler, Sampler, SequentialSampler
+
+logger = logging.getLogger(__name__)
+
+__all__ = ['RandomIdentitySampler', 'RandomActionSampler', 'RandomSampler', 'SequentialSampler', 'SeededRandomSampler',
+           'build_train_sampler', 'AVAILABLE_SAMPLERS']
+
+AVAILABLE_SAMPLERS = ('RandomSampler', 'SequentialSampler', 'RandomIdentitySampler', 'RandomActionSampler')
+
+
+def _check_batch(batch_size: int, num_instances: int) -> int:
+    if num_instances < 1:
+        raise ValueError(f'num_instances must be >= 1, got {num_instances}')
+    if batch_size < num_instances or batch_size % num_instances != 0:
+        raise ValueError(f'batch_size ({batch_size}) must be a positive multiple of num_instances ({num_instances})')
+    return batch_size // num_instances
+
+
+class _EpochSampler(Sampler):
+    """Common epoch/seed handling: ``_epoch_indices(rng)`` builds one epoch from a ``random.Random``."""
+
+    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None):
+        self.data_source = data_source
+        self.batch_size = int(batch_size)
+        self.num_instances = int(num_instances)
+        self.num_pids_per_batch = _check_batch(self.batch_size, self.num_instances)
+        self.generator = generator
+        self.seed = seed
+        self.epoch = 0
+        n_batches = max(1, len(data_source) // self.batch_size)
+        self.length = n_batches * self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Only matters with ``seed``: the epoch's order is a function of (seed, epoch)."""
+        self.epoch = int(epoch)
+
+    def _rng(self) -> random.Random:
+        if self.seed is not None:
+            return random.Random(self.seed * 1_000_003 + self.epoch)
+        draw = torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return random.Random(int(draw.item()))
+
+    def _chunks(self, indices: List[int], rng: random.Random) -> List[List[int]]:
+        """Torchreid's K-instance chunks of one identity: with replacement when it has fewer than K."""
+        k = self.num_instances
+        if len(indices) < k:
+            picked = [rng.choice(indices) for _ in range(k)]
+            return [picked]
+        picked = list(indices)
+        rng.shuffle(picked)
+        return [picked[i:i + k] for i in range(0, len(picked) - k + 1, k)]
+
+    def _one_pass(self, rng: random.Random) -> List[List[int]]:
+        raise NotImplementedError
+
+    def __iter__(self):
+        rng = self._rng()
+        self.epoch += 1
+        indices: List[int] = []
+        while len(indices) < self.length:
+            batches = self._one_pass(rng)
+            if not batches:
+                raise RuntimeError(f'{type(self).__name__}: a pass over the data produced no batch')
+            for batch in batches:
+                indices.extend(batch)
+                if len(indices) >= self.length:
+                    break
+        return iter(indices[:self.length])
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class RandomIdentitySampler(_EpochSampler):
+    """Batches of P identities x K instances (P = batch_size / num_instances).
+
+    Args:
+        data_source: records ``(img_path, pid, camid, dsetid)``.
+        batch_size: images per batch, a multiple of ``num_instances``.
+        num_instances: K, the images per identity in a batch.
+    """
+
+    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None):
+        super().__init__(data_source, batch_size, num_instances, generator, seed)
+        self.index_dic: Dict[object, List[int]] = defaultdict(list)
+        for index, record in enumerate(data_source):
+            self.index_dic[record[1]].append(index)
+        self.pids = list(self.index_dic)
+        if len(self.pids) < self.num_pids_per_batch:
+            raise ValueError(f'RandomIdentitySampler needs at least P={self.num_pids_per_batch} identities '
+                             f'(batch_size {batch_size} / num_instances {num_instances}), got {len(self.pids)}')
+
+    def _one_pass(self, rng: random.Random) -> List[List[int]]:
+        chunks = {pid: self._chunks(self.index_dic[pid], rng) for pid in self.pids}
+        available = list(self.pids)
+        position = {pid: i for i, pid in enumerate(available)}
+        batches = []
+        while len(available) >= self.num_pids_per_batch:
+            selected = rng.sample(available, self.num_pids_per_batch)
+            batch = []
+            for pid in selected:
+                batch.extend(chunks[pid].pop())
+                if not chunks[pid]:
+                    # O(1) removal (swap with the last): list.remove made a real-scale epoch take minutes
+                    i, last = position.pop(pid), available.pop()
+                    if last != pid:
+                        available[i] = last
+                        position[last] = i
+            batches.append(batch)
+        return batches
+
+
+class RandomActionSampler(_EpochSampler):
+    """P x K batches drawn from as few actions as possible (the action is ``camid``, per ``dsetid``).
+
+    Identities of one SoccerNet action are different people, so batch members sharing an action are
+    sure negatives for the action-aware triplet loss. A batch starts from an action that still has at
+    least two identities to give (so every batch holds >= 2 identities of one action), takes up to P of
+    its identities, then fills from the next actions in the epoch's random order; each identity appears
+    once per batch with K instances. Identities left alone in their action are used as fillers.
+    """
+
+    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None):
+        super().__init__(data_source, batch_size, num_instances, generator, seed)
+        actions: Dict[tuple, Dict[object, List[int]]] = defaultdict(lambda: defaultdict(list))
+        for index, record in enumerate(data_source):
+            actions[(record[3], record[2])][record[1]].append(index)
+        self.actions = {a: dict(pids) for a, pids in actions.items()}
+        self.action_keys = sorted(self.actions)
+        n_pids = len({(r[3], r[1]) for r in data_source})
+        if n_pids < self.num_pids_per_batch:
+            raise ValueError(f'RandomActionSampler needs at least P={self.num_pids_per_batch} identities '
+                             f'(batch_size {batch_size} / num_instances {num_instances}), got {n_pids}')
+        if not any(len(p) >= 2 for p in self.actions.values()):
+            raise ValueError('RandomActionSampler needs an action (camid) with at least 2 identities; '
+                             'none has: every batch would lack same-action negatives')
+
+    def _one_pass(self, rng: random.Random) -> List[List[int]]:
+        p = self.num_pids_per_batch
+        # action -> pid -> list of chunks, and the epoch's action order.
+        pools = {}
+        for a in self.action_keys:
+            pools[a] = {pid: self._chunks(idx, rng) for pid, idx in self.actions[a].items()}
+        queue = list(self.action_keys)
+        rng.shuffle(queue)
+        head = 0  # queue[:head] is exhausted; later exhausted actions are skipped as met
+        batches = []
+        while True:
+            while head < len(queue) and not pools[queue[head]]:
+                head += 1
+            anchor_pos = next((i for i in range(head, len(queue)) if len(pools[queue[i]]) >= 2), None)
+            if anchor_pos is None:
+                break  # only lone identities left: no batch could hold same-action negatives
+            batch, used = [], set()
+            for pos in itertools.chain((anchor_pos,), range(head, len(queue))):
+                if len(used) == p:
+                    break
+                if pos == anchor_pos and len(used):
+                    continue
+                a = queue[pos]
+                pool = pools[a]
+                if not pool:
+                    continue
+                free = [pid for pid in pool if (a[0], pid) not in used]
+                take = rng.sample(free, min(p - len(used), len(free)))
+                for pid in take:
+                    used.add((a[0], pid))
+                    batch.extend(pool[pid].pop())
+                    if not pool[pid]:
+                        del pool[pid]
+            if len(used) < p:
+                break  # not enough identities left for a full batch
+            batches.append(batch)
+        return batches
+
+
+class SeededRandomSampler(RandomSampler):
+    """torch's RandomSampler whose order, with ``seed`` set, depends only on ``(seed, epoch)``.
+
+    A generator seeded once would restart its sequence on resume (epoch 5 would replay epoch 0);
+    re-seeding per epoch, with ``set_epoch`` called by the engine, replays the right epoch. Without
+    ``seed`` it draws from torch's global generator, like torch's RandomSampler.
+    """
+
+    def __init__(self, data_source, seed=None, generator=None):
+        super().__init__(data_source, generator=generator)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if self.seed is not None:
+            self.generator = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + self.epoch)
+        self.epoch += 1
+        return super().__iter__()
+
+
+def build_train_sampler(data_source, train_sampler: str, batch_size: int = 32, num_instances: int = 4,
+                        num_cams: int = 1, num_datasets: int = 1, generator=None, seed=None, **kwargs) -> Sampler:
+    """Build a training sampler by name (Torchreid's call shape)."""
+    if train_sampler == 'RandomIdentitySampler':
+        return RandomIdentitySampler(data_source, batch_size, num_instances, generator=generator, seed=seed)
+    if train_sampler == 'RandomActionSampler':
+        return RandomActionSampler(data_source, batch_size, num_instances, generator=generator, seed=seed)
+    if train_sampler == 'SequentialSampler':
+        return SequentialSampler(data_source)
+    if train_sampler == 'RandomSampler':
+        return SeededRandomSampler(data_source, seed=seed, generator=generator)
+    raise ValueError(f'unknown train sampler {train_sampler!r}; valid names: {", ".join(AVAILABLE_SAMPLERS)}')
