@@ -1,0 +1,1 @@
+"""Compiled rank metrics (rank_cy.pyx), built by `pip install -e .`."""
