@@ -1,0 +1,123 @@
+"""Training and feature-extraction throughput of the engine: fp32 vs bf16 autocast vs channels-last.
+
+Measures images/s of ``ImageSoftmaxEngine.forward_backward`` (forward, label-smoothed cross entropy,
+backward, Adam step) and of ``Engine.extract_features`` (inference mode) on random tensors, so data loading
+is not part of the figure. Every mode runs side by side in one process; ratios are against fp32.
+
+On a CPU without native bf16 (no AVX512-BF16 / AMX, e.g. an AVX2 machine) bf16 autocast is emulated and
+15-50x slower than fp32, so its rows dominate the run time (several minutes); ``--modes fp32 channels_last``
+skips them.
+
+    python benchmarks/perf/bench_train.py                       # CPU, batch 8, 256x128
+    python benchmarks/perf/bench_train.py --device cuda --batch-size 64 --modes fp32 bf16 fp16 channels_last bf16+cl
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+import types
+
+import torch
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..')))
+
+from torchreid.engine import ImageSoftmaxEngine  # noqa: E402
+from torchreid.models import build_model  # noqa: E402
+
+MODES = {
+    'fp32': dict(mixed_precision=None, channels_last=False),
+    'bf16': dict(mixed_precision='bf16', channels_last=False),
+    'fp16': dict(mixed_precision='fp16', channels_last=False),
+    'channels_last': dict(mixed_precision=None, channels_last=True),
+    'bf16+cl': dict(mixed_precision='bf16', channels_last=True),
+}
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def bench_one(model_name, mode, args, num_classes=100):
+    torch.manual_seed(0)
+    model = build_model(model_name, num_classes=num_classes, loss='softmax', pretrained=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    datamanager = types.SimpleNamespace(num_train_pids=num_classes, train_loader=None, test_loader=None)
+    engine = ImageSoftmaxEngine(datamanager, model, optimizer, device=args.device, progress=False,
+                                tensorboard=False, **MODES[mode])
+    device = engine.device
+    batch = {
+        'img': torch.randn(args.batch_size, 3, args.height, args.width),
+        'pid': torch.randint(0, num_classes, (args.batch_size,)),
+        'camid': torch.zeros(args.batch_size, dtype=torch.long),
+    }
+
+    def timed(step, n_images):
+        """images/s from the median time of up to ``args.iters`` calls (the median resists the stalls of a
+        shared machine); stops early once ``args.max_seconds`` have passed, after at least one call."""
+        for _ in range(args.warmup):
+            step()
+        _sync(device)
+        times, start = [], time.perf_counter()
+        while len(times) < args.iters:
+            t0 = time.perf_counter()
+            step()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+            if time.perf_counter() - start > args.max_seconds:
+                break
+        return n_images / statistics.median(times)
+
+    engine.set_model_mode('train')
+    train_ips = timed(lambda: engine.forward_backward(batch), args.batch_size)
+    # extract_features takes a loader: here a list of batches (one per call)
+    extract_ips = timed(lambda: engine.extract_features([batch]), args.batch_size)
+    return train_ips, extract_ips, str(device)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1', 'mps'")
+    parser.add_argument('--models', nargs='+', default=['resnet50_fc512', 'osnet_x1_0'])
+    parser.add_argument('--modes', nargs='+', default=['fp32', 'bf16', 'channels_last'], choices=sorted(MODES))
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--height', type=int, default=256)
+    parser.add_argument('--width', type=int, default=128)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--iters', type=int, default=3)
+    parser.add_argument('--max-seconds', type=float, default=10.0,
+                        help='stop timing a configuration after this long (at least one timed iteration)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if 'fp32' not in args.modes:
+        args.modes = ['fp32'] + args.modes  # the ratios need the fp32 reference
+
+    # One-time costs of the process (kernel selection, allocator growth) must not land on the first row.
+    bench_one(args.models[0], 'fp32', argparse.Namespace(**{**vars(args), 'iters': 1, 'warmup': 1}))
+
+    rows = []
+    for model_name in args.models:
+        ref = None
+        for mode in args.modes:
+            train_ips, extract_ips, device = bench_one(model_name, mode, args)
+            if mode == 'fp32':
+                ref = (train_ips, extract_ips)
+            rows.append((model_name, mode, train_ips, train_ips / ref[0], extract_ips, extract_ips / ref[1]))
+            print(f'# {model_name} {mode}: train {train_ips:.1f} img/s, extract {extract_ips:.1f} img/s',
+                  file=sys.stderr, flush=True)
+
+    cpu_cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, 'cpu') else 'unknown'
+    print(f'\nEngine throughput on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'CPU capability {cpu_cap}), batch {args.batch_size}, {args.height}x{args.width}, {args.warmup} warm-up '
+          f'+ up to {args.iters} timed iterations (at most {args.max_seconds:g} s), random tensors\n')
+    print('| model | mode | train img/s | vs fp32 | extract img/s | vs fp32 |')
+    print('|---|---|---:|---:|---:|---:|')
+    for model_name, mode, tr, trr, ex, exr in rows:
+        print(f'| {model_name} | {mode} | {tr:.1f} | {trr:.2f}x | {ex:.1f} | {exr:.2f}x |')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,180 @@
+"""Engine evaluation: per-target metric, hidden labels, ranking export, re-ranking, visrank, extraction parity."""
+import json
+import os
+import os.path as osp
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import torchreid
+from engine_helpers import HEIGHT, WIDTH, tiny_model
+from torchreid.engine import EvalOptions, ImageSoftmaxEngine
+from torchreid.utils import FeatureExtractor, save_checkpoint
+
+GT_FILES = {
+    'soccernetv3': 'valid/bbox_info.json',
+    'soccernetv3_test': 'test/bbox_info.json',
+    'soccernetv3_challenge': 'challenge_labels/bbox_info.json',
+}
+
+
+def _engine(dm, model=None, **kwargs):
+    model = model if model is not None else tiny_model(dm.num_train_pids)
+    return ImageSoftmaxEngine(dm, model, torch.optim.Adam(model.parameters(), lr=1e-3), device='cpu',
+                              progress=False, tensorboard=False, **kwargs)
+
+
+def test_test_only_evaluates_same_action_and_exports_every_target(datamanager, tiny_root, tmp_path):
+    engine = _engine(datamanager)
+    results = engine.run(save_dir=str(tmp_path), test_only=True, export_ranking_results=True, ranks=[1, 5],
+                         visrank=True, visrank_topk=3, visrank_max_queries=2)
+    assert list(results) == ['soccernetv3', 'soccernetv3_test', 'soccernetv3_challenge']
+    reid_root = osp.join(tiny_root, 'soccernetv3', 'reid')
+    for name, res in results.items():
+        qset = datamanager.test_loader[name]['query'].dataset
+        gset = datamanager.test_loader[name]['gallery'].dataset
+        assert res['eval_metric'] == 'soccernetv3'
+        path = res['ranking_path']
+        assert path and osp.isfile(path) and osp.dirname(path) == str(tmp_path)
+        assert osp.basename(path).startswith(f'ranking_results_{name}_')
+        with open(path) as f:
+            ranking = json.load(f)
+        # Challenge format: every query, and exactly the gallery items of its own action.
+        assert set(ranking) == {str(s.bbox_idx) for s in qset.data_info}
+        by_action = {}
+        for s in gset.data_info:
+            by_action.setdefault(s.action_idx, set()).add(s.bbox_idx)
+        for s in qset.data_info:
+            items = ranking[str(s.bbox_idx)]
+            assert len(items) == len(set(items)) and set(items) == by_action[s.action_idx]
+        # The engine's numbers are those of the evaluator run on the exported file.
+        scored = torchreid.metrics.evaluate_ranking_file(path, osp.join(reid_root, GT_FILES[name]))
+        if name == 'soccernetv3_challenge':
+            assert res['hidden_labels'] and res['mAP'] is None and res['rank1'] is None
+            assert 0.0 <= scored['mAP'] <= 1.0  # the hidden labels do exist for the synthetic set
+        else:
+            assert not res['hidden_labels']
+            assert res['mAP'] == pytest.approx(scored['mAP'], abs=1e-9)
+            assert res['mINP'] == pytest.approx(scored['mINP'], abs=1e-9)
+            assert res['rank1'] == pytest.approx(scored['rank-1'], abs=1e-6)
+            assert set(res['ranks']) == {1, 5}
+    # rank-1 of the last target with labels, as Torchreid's test() returned
+    assert engine.rank1 == results['soccernetv3_test']['rank1']
+    for name in results:
+        pictures = os.listdir(tmp_path / f'visrank_{name}')
+        assert len(pictures) == 2
+    assert (tmp_path / 'test.log').exists()
+
+
+def test_intermediate_tests_do_not_export(dm_valid, tmp_path, monkeypatch):
+    exported = []
+    real_export = torchreid.metrics.export_ranking_results
+
+    def spy(*args, **kwargs):
+        exported.append(args[-1])
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torchreid.metrics, 'export_ranking_results', spy)
+    engine = _engine(dm_valid)
+    engine.run(save_dir=str(tmp_path), max_epoch=2, eval_freq=1, export_ranking_results=True, print_freq=100)
+    assert exported == ['soccernetv3']  # the final test only
+    assert len([n for n in os.listdir(tmp_path) if n.startswith('ranking_results_')]) == 1
+
+
+def test_rerank_reaches_the_metric_in_training_and_test_only(dm_valid, tmp_path, monkeypatch):
+    calls = []
+    real = torchreid.metrics.evaluate_soccernetv3
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torchreid.metrics, 'evaluate_soccernetv3', spy)
+    engine = _engine(dm_valid)
+    engine.run(save_dir=str(tmp_path), max_epoch=1, rerank=True, dist_metric='cosine', normalize_feature=True,
+               print_freq=100)
+    engine.run(save_dir=str(tmp_path), test_only=True, rerank=True, rerank_k1=7, rerank_k2=3, rerank_lambda=0.5)
+    assert len(calls) == 2
+    assert all(c['rerank'] is True for c in calls)
+    assert (calls[1]['k1'], calls[1]['k2'], calls[1]['lambda_value']) == (7, 3, 0.5)
+    assert calls[0]['metric'] == 'cosine' and calls[0]['normalize'] is True
+
+
+class _DefaultMetricView(Dataset):
+    """A Market-style target built from the synthetic valid split: same images, 'default' metric, and one
+    camera for all queries and another for the gallery (so Market's same-camera junk rule removes nothing)."""
+    eval_metric = 'default'
+    hidden_labels = False
+
+    def __init__(self, base, camid):
+        self.base = base
+        self.camid = camid
+        self.data = [(path, pid, camid, dsetid) for path, pid, _, dsetid in base.data]
+        self.data_info = None
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return dict(self.base[i], camid=self.camid)
+
+
+def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path):
+    loaders = dm_valid.test_loader['soccernetv3']
+    q = DataLoader(_DefaultMetricView(loaders['query'].dataset, 0), batch_size=32)
+    g = DataLoader(_DefaultMetricView(loaders['gallery'].dataset, 1), batch_size=32)
+    dm = types.SimpleNamespace(num_train_pids=dm_valid.num_train_pids, train_loader=None, targets=['market'],
+                               test_loader={'market': {'query': q, 'gallery': g}}, width=WIDTH, height=HEIGHT)
+    engine = _engine(dm)
+    results = engine.test(dist_metric='cosine', save_dir=str(tmp_path), export_ranking_results=True,
+                          visrank=True, visrank_max_queries=1)
+    qf, q_pids, q_camids = engine.extract_features(q)
+    gf, g_pids, g_camids = engine.extract_features(g)
+    distmat = torchreid.metrics.compute_distance_matrix(qf, gf, 'cosine')
+    expected = torchreid.metrics.evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, eval_metric='default',
+                                               return_result=True)
+    res = results['market']
+    assert res['eval_metric'] == 'default'
+    assert res['mAP'] == pytest.approx(expected.mAP, abs=1e-12)
+    assert res['rank1'] == pytest.approx(float(expected.cmc[0]), abs=1e-12)
+    assert res['ranking_path'] is None  # the challenge JSON format is SoccerNet-only
+    assert len(os.listdir(tmp_path / 'visrank_market')) == 1
+    with pytest.raises(ValueError, match='query_expansion'):
+        engine.test(query_expansion=True)
+    # re-ranking on the full matrix runs and gives a valid metric
+    reranked = engine.test(EvalOptions(rerank=True))['market']
+    assert 0.0 <= reranked['mAP'] <= 1.0
+
+
+def test_feature_extractor_matches_engine_extraction(dm_valid, tmp_path):
+    torch.manual_seed(0)
+    model = torchreid.models.build_model('osnet_x0_25', num_classes=dm_valid.num_train_pids, pretrained=False)
+    engine = _engine(dm_valid, model=model)
+    # BatchNorm statistics different from the initial ones, so the loaded weights matter.
+    engine.set_model_mode('train')
+    with torch.no_grad():
+        model(torch.randn(8, 3, HEIGHT, WIDTH) * 2 + 0.5)
+    path = save_checkpoint({'state_dict': model.state_dict(), 'epoch': 1}, str(tmp_path))
+    loader = dm_valid.test_loader['soccernetv3']['query']
+    feats, pids, camids = engine.extract_features(loader)
+    assert feats.shape == (len(loader.dataset), model.feature_dim)
+    np.testing.assert_array_equal(pids, [r[1] for r in loader.dataset.data])
+    np.testing.assert_array_equal(camids, [r[2] for r in loader.dataset.data])
+
+    extractor = FeatureExtractor(model_name='osnet_x0_25', model_path=path, image_size=(HEIGHT, WIDTH),
+                                 device='cpu', verbose=False)
+    expected = extractor([r[0] for r in loader.dataset.data])
+    torch.testing.assert_close(feats, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_eval_options_validation():
+    with pytest.raises(ValueError, match='dist_metric'):
+        EvalOptions(dist_metric='manhattan')
+    with pytest.raises(ValueError, match='ranks'):
+        EvalOptions(ranks=[0, 1])
+    with pytest.raises(ValueError, match='eval_metric'):
+        EvalOptions(eval_metric='market')
+    assert EvalOptions(ranks=5).ranks == (5,)

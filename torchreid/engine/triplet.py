@@ -1,0 +1,70 @@
+"""Engine for metric learning: batch-hard triplet loss plus (optionally) cross entropy."""
+from torchreid.losses import CrossEntropyLoss, TripletLoss
+
+from .engine import Engine
+from .softmax import accuracy
+
+__all__ = ['ImageTripletEngine']
+
+
+class ImageTripletEngine(Engine):
+    """Triplet + softmax engine.
+
+    Args:
+        datamanager: an ``ImageDataManager`` (use a P x K sampler, e.g. ``RandomIdentitySampler``).
+        model (nn.Module): returns ``(logits, features)`` in train mode (built with ``loss='triplet'``).
+        optimizer: a torch optimizer.
+        margin (float): triplet margin.
+        weight_t (float): weight of the triplet loss.
+        weight_x (float): weight of the cross-entropy loss.
+        scheduler: an LR scheduler stepped once per epoch (optional).
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` or None (automatic).
+        label_smooth (bool): label smoothing in the cross entropy.
+        action_aware (bool): mine triplets only inside one action (SoccerNet identities are per action);
+            the batch's ``camid`` (= action index) is given to the triplet loss.
+        **kwargs: ``use_gpu`` (deprecated), ``mixed_precision``, ``channels_last``, ``grad_clip``,
+            ``progress``, ``tensorboard`` (see :class:`Engine`).
+    """
+
+    def __init__(self, datamanager, model, optimizer, margin=0.3, weight_t=1, weight_x=1, scheduler=None,
+                 device=None, label_smooth=True, action_aware=False, **kwargs):
+        super().__init__(datamanager, device=device, **kwargs)
+        if weight_t < 0 or weight_x < 0:
+            raise ValueError(f'weight_t and weight_x must be >= 0, got {weight_t}, {weight_x}')
+        if weight_t + weight_x <= 0:
+            raise ValueError('weight_t + weight_x must be > 0 (nothing to train otherwise)')
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.register_model('model', model, optimizer, scheduler)
+        self.weight_t = weight_t
+        self.weight_x = weight_x
+        self.action_aware = bool(action_aware)
+        self.criterion_t = TripletLoss(margin=margin, action_aware=action_aware)
+        self.criterion_x = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
+
+    def forward_backward(self, data):
+        imgs, pids = self.parse_data_for_train(data)
+        imgs = self.to_device(imgs)
+        pids = pids.to(self.device)
+        with self.autocast():
+            outputs = self.model(imgs)
+        if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
+            raise TypeError('ImageTripletEngine: the model must return (logits, features) in train mode; '
+                            "build it with loss='triplet'")
+        logits, features = outputs
+        loss = 0.0
+        summary = {}
+        if self.weight_t > 0:
+            extra = {'actions': data['camid'].to(self.device)} if self.action_aware else {}
+            loss_t = self.compute_loss(self.criterion_t, features, pids, **extra)
+            loss = loss + self.weight_t * loss_t
+            summary['loss_t'] = loss_t.item()
+        if self.weight_x > 0:
+            loss_x = self.compute_loss(self.criterion_x, logits, pids)
+            loss = loss + self.weight_x * loss_x
+            summary['loss_x'] = loss_x.item()
+        self.backward_and_step(loss)
+        summary['loss'] = loss.item()
+        summary['acc'] = accuracy(logits, pids)
+        return summary

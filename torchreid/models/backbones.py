@@ -1,0 +1,69 @@
+"""Composing a :class:`ReIDModel` from a torchvision network: take its feature layers, drop its ImageNet head.
+
+torchvision's own implementation and ImageNet weights are used as they are; only the layers before its
+pooling/classifier are kept, under torchvision's names (so a torchvision state dict matches ours key for key).
+"""
+import torch.nn as nn
+
+from .head import ReIDModel, parse_model_kwargs
+from .weights import (find_local_imagenet_file, load_local_imagenet_weights, local_imagenet_candidates,
+                      report_unavailable, torchvision_weights_or_warn)
+
+__all__ = ['build_torchvision_model', 'set_last_stride']
+
+
+def set_last_stride(resnet, last_stride):
+    """Set the stride of layer4's first block (its strided conv and its downsample conv) to ``last_stride``.
+
+    ``last_stride=1`` keeps layer4 at the resolution of layer3, doubling the final map's height and width.
+    """
+    if last_stride not in (1, 2):
+        raise ValueError(f'last_stride must be 1 or 2, got {last_stride!r}')
+    block = resnet.layer4[0]
+    changed = 0
+    for module in block.modules():
+        if isinstance(module, nn.Conv2d) and (tuple(module.stride) == (2, 2)
+                                              or getattr(module, '_reid_last_stride', False)):
+            module.stride = (last_stride, last_stride)
+            # remembered so that calling set_last_stride again (e.g. 1 then 2) finds the same convs
+            module._reid_last_stride = True
+            changed += 1
+    if changed == 0:
+        raise RuntimeError('set_last_stride: no stride-2 conv found in layer4[0]')
+    if hasattr(block, 'stride'):
+        block.stride = last_stride  # torchvision's blocks keep it as an informational attribute
+
+
+def build_torchvision_model(name, num_classes, loss, pretrained, kwargs, *, constructor, weights_enum, stages,
+                            feature_channels, ctor_kwargs=None, head_defaults=None, extra=None, modify=None,
+                            imagenet_head_prefixes=('fc.', 'classifier.')):
+    """Build a ReID model around ``constructor`` (a torchvision model function).
+
+    Args:
+        name: the registered name (used in messages and for ``<name>_imagenet.pth`` local files).
+        kwargs: the factory's ``**kwargs`` (parsed by :func:`parse_model_kwargs`).
+        constructor: e.g. ``torchvision.models.resnet50``.
+        weights_enum: e.g. ``torchvision.models.ResNet50_Weights``; None when torchvision has no weights.
+        stages: ``net -> [(name, module), ...]`` the feature layers.
+        feature_channels: ``net -> int`` channels of the last feature map.
+        ctor_kwargs: extra constructor kwargs (e.g. ``width_mult``).
+        head_defaults / extra: see :func:`parse_model_kwargs`; ``extra`` values reach ``modify``.
+        modify: ``(net, extras) -> None`` architecture changes made before composing (last stride, IBN).
+        imagenet_head_prefixes: keys of a local ImageNet file never loaded (its 1000-class head).
+    """
+    head, opts, extras = parse_model_kwargs(name, dict(kwargs, pretrained=pretrained), head_defaults, extra)
+    ctor_kwargs = dict(ctor_kwargs or {})
+    local = find_local_imagenet_file(name, opts) if opts.pretrained else None
+    if opts.pretrained and local is None and weights_enum is not None:
+        net = torchvision_weights_or_warn(name, constructor, weights_enum, opts, **ctor_kwargs)
+    else:
+        net = constructor(weights=None, **ctor_kwargs)
+        if opts.pretrained and local is None:
+            report_unavailable(name, 'torchvision provides none for this variant',
+                               f'no local file found (looked for {local_imagenet_candidates(name)})', opts)
+    if modify is not None:
+        modify(net, extras)
+    model = ReIDModel(num_classes, loss, stages(net), feature_channels(net), head)
+    if local is not None:
+        load_local_imagenet_weights(model, name, local, opts, exclude_prefixes=imagenet_head_prefixes)
+    return model

@@ -1,0 +1,25 @@
+"""DenseNet-121 ReID model on torchvision's implementation (Huang et al. CVPR'17).
+
+Features: ``features`` (ending with the final BN) followed by the ReLU that torchvision applies in its
+forward, pooled: 1024 channels.
+"""
+import torch.nn as nn
+import torchvision.models as tvm
+
+from .backbones import build_torchvision_model
+from .registry import register_model
+
+__all__ = ['densenet121']
+
+
+def _stages(net):
+    # torchvision applies this ReLU in forward(), not as a module; it has no parameters, so its name is free.
+    return [('features', net.features), ('features_relu', nn.ReLU(inplace=True))]
+
+
+@register_model('densenet121')
+def densenet121(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_torchvision_model('densenet121', num_classes, loss, pretrained, kwargs,
+                                   constructor=tvm.densenet121, weights_enum=tvm.DenseNet121_Weights,
+                                   stages=_stages, feature_channels=lambda net: net.classifier.in_features,
+                                   imagenet_head_prefixes=('classifier.',))

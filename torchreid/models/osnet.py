@@ -1,0 +1,205 @@
+"""OSNet: Omni-Scale Network (Zhou et al., "Omni-Scale Feature Learning for Person Re-Identification", ICCV'19).
+
+Written here from the paper's description:
+
+* **Lite 3x3** (:class:`LiteConv3x3`): a 1x1 (pointwise) conv followed by a depthwise 3x3 conv, then BN + ReLU
+  -- a 3x3 conv's receptive field at a fraction of its parameters.
+* **Omni-scale residual block** (:class:`OSBlock`): 1x1 reduction to ``out/4`` channels; ``T=4`` streams, stream
+  ``t`` stacking ``t`` Lite 3x3 layers (receptive fields 3, 5, 7, 9); a **unified aggregation gate**
+  (:class:`AggregationGate`, one small network shared by all streams, producing channel-wise weights in
+  (0, 1)) weighs each stream before they are summed; a linear 1x1 expansion; a residual connection (a linear
+  1x1 projection when the channels change); ReLU.
+* **Network**: conv1 7x7 stride 2 + 3x3 max pool stride 2; stages conv2, conv3, conv4 of two blocks each;
+  conv2 and conv3 end with a transition (1x1 conv + 2x2 average pool stride 2); conv5 is a 1x1 conv; global
+  average pooling; fc 512 (+ BN + ReLU). Channels ``[64, 256, 384, 512] * width``; the feature is 512-d at
+  every width.
+* **OSNet-IBN** (``osnet_ibn_x1_0``, the paper's cross-domain variant): instance normalisation in the early
+  layers -- the stem uses InstanceNorm instead of BatchNorm and the blocks of conv2 and conv3 normalise their
+  output with InstanceNorm (after the residual sum, before the ReLU).
+
+No torchvision weights exist: ``pretrained=True`` looks for ``<name>_imagenet.pth`` locally (see
+:mod:`torchreid.models.weights`), otherwise warns and keeps the random initialisation.
+"""
+import torch.nn as nn
+
+from .head import ReIDModel, parse_model_kwargs
+from .registry import register_model
+from .weights import (find_local_imagenet_file, init_params, load_local_imagenet_weights,
+                      local_imagenet_candidates, report_unavailable)
+
+__all__ = ['ConvLayer', 'LiteConv3x3', 'AggregationGate', 'OSBlock', 'osnet_stages', 'build_osnet',
+           'osnet_x1_0', 'osnet_x0_75', 'osnet_x0_5', 'osnet_x0_25', 'osnet_ibn_x1_0', 'OSNET_CHANNELS']
+
+#: channels of conv1, conv2, conv3, conv4 at width 1.0
+OSNET_CHANNELS = (64, 256, 384, 512)
+#: OS blocks per stage (conv2, conv3, conv4)
+OSNET_BLOCKS = (2, 2, 2)
+
+
+def _norm(kind, channels):
+    if kind == 'bn':
+        return nn.BatchNorm2d(channels)
+    if kind == 'in':
+        return nn.InstanceNorm2d(channels, affine=True)
+    raise ValueError(f'norm must be "bn" or "in", got {kind!r}')
+
+
+class ConvLayer(nn.Sequential):
+    """conv (no bias) -> BatchNorm or InstanceNorm -> optional ReLU."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, norm='bn',
+                 relu=True):
+        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups,
+                            bias=False), _norm(norm, out_channels)]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class LiteConv3x3(nn.Module):
+    """Lite 3x3: pointwise 1x1 conv, then depthwise 3x3 conv, then BN + ReLU."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.depthwise = nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.bn(self.depthwise(self.pointwise(x))))
+
+
+class AggregationGate(nn.Module):
+    """The unified aggregation gate: global average pool -> 1x1 conv (C/r) -> ReLU -> 1x1 conv (C) -> sigmoid.
+
+    Returns the input scaled channel-wise by the gate. One gate is shared by all streams of a block, so the
+    weighting of scales is learned jointly and depends on the input (dynamic scale fusion).
+    """
+
+    def __init__(self, channels, reduction=16):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x):
+        gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.pool(x)))))
+        return x * gate
+
+
+class OSBlock(nn.Module):
+    """Omni-scale residual bottleneck with ``num_streams`` Lite-3x3 streams and a shared aggregation gate.
+
+    Args:
+        in_channels, out_channels: block input / output channels (the streams run at ``out_channels // 4``).
+        num_streams: T, the number of scales; stream t (1-based) stacks t Lite 3x3 layers.
+        instance_norm_out: InstanceNorm on the block output after the residual sum (OSNet-IBN).
+        instance_norm_branch: InstanceNorm instead of BatchNorm after the expansion conv, i.e. inside the
+            residual branch (OSNet-AIN).
+    """
+
+    def __init__(self, in_channels, out_channels, num_streams=4, bottleneck_reduction=4, instance_norm_out=False,
+                 instance_norm_branch=False):
+        super().__init__()
+        if num_streams < 1:
+            raise ValueError(f'OSBlock: num_streams must be >= 1, got {num_streams}')
+        mid = max(1, out_channels // bottleneck_reduction)
+        self.reduce = ConvLayer(in_channels, mid, 1)
+        self.streams = nn.ModuleList(
+            nn.Sequential(*[LiteConv3x3(mid, mid) for _ in range(t)]) for t in range(1, num_streams + 1))
+        self.gate = AggregationGate(mid)
+        self.expand = ConvLayer(mid, out_channels, 1, norm='in' if instance_norm_branch else 'bn', relu=False)
+        self.shortcut = ConvLayer(in_channels, out_channels, 1, relu=False) if in_channels != out_channels else None
+        self.out_norm = nn.InstanceNorm2d(out_channels, affine=True) if instance_norm_out else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        reduced = self.reduce(x)
+        aggregated = None
+        for stream in self.streams:
+            gated = self.gate(stream(reduced))
+            aggregated = gated if aggregated is None else aggregated + gated
+        out = self.expand(aggregated)
+        out = out + (self.shortcut(x) if self.shortcut is not None else x)
+        if self.out_norm is not None:
+            out = self.out_norm(out)
+        return self.relu(out)
+
+
+def _transition(channels):
+    """Between stages: 1x1 conv + 2x2 average pooling (halves the resolution)."""
+    return nn.Sequential(ConvLayer(channels, channels, 1), nn.AvgPool2d(2, stride=2))
+
+
+def osnet_stages(width=1.0, stem_norm='bn', block_options=None, num_blocks=OSNET_BLOCKS):
+    """OSNet's feature layers as ``[(name, module), ...]``: conv1, maxpool, conv2, conv3, conv4, conv5.
+
+    ``block_options[s][b]`` (optional) are the kwargs of block ``b`` of stage ``s`` (0: conv2 ... 2: conv4).
+    Returns ``(stages, feature_channels)``.
+    """
+    if width <= 0:
+        raise ValueError(f'OSNet width must be > 0, got {width}')
+    c = [max(1, int(round(ch * width))) for ch in OSNET_CHANNELS]
+    block_options = block_options or [[{}] * n for n in num_blocks]
+    stages = [('conv1', ConvLayer(3, c[0], 7, stride=2, padding=3, norm=stem_norm)),
+              ('maxpool', nn.MaxPool2d(3, stride=2, padding=1))]
+    in_ch = c[0]
+    for s, n in enumerate(num_blocks):
+        out_ch = c[s + 1]
+        blocks = []
+        for b in range(n):
+            blocks.append(OSBlock(in_ch if b == 0 else out_ch, out_ch, **block_options[s][b]))
+        if s < len(num_blocks) - 1:  # conv2 and conv3 end with a transition; conv4 does not
+            blocks.append(_transition(out_ch))
+        stages.append((f'conv{s + 2}', nn.Sequential(*blocks)))
+        in_ch = out_ch
+    stages.append(('conv5', ConvLayer(in_ch, in_ch, 1)))
+    for _, module in stages:
+        init_params(module)
+    return stages, in_ch
+
+
+def build_osnet(name, num_classes, loss, pretrained, kwargs, width=1.0, stem_norm='bn', block_options=None):
+    """An OSNet-family :class:`ReIDModel` (head default: fc 512), with local ImageNet weights if found."""
+    head, opts, _ = parse_model_kwargs(name, dict(kwargs, pretrained=pretrained), {'fc_dims': [512]})
+    local = find_local_imagenet_file(name, opts) if opts.pretrained else None
+    if opts.pretrained and local is None:
+        report_unavailable(name, f'{name}_imagenet.pth; torchvision provides none',
+                           f'no local file found (looked for {local_imagenet_candidates(name)})', opts)
+    stages, channels = osnet_stages(width, stem_norm, block_options)
+    model = ReIDModel(num_classes, loss, stages, channels, head)
+    if local is not None:
+        load_local_imagenet_weights(model, name, local, opts, exclude_prefixes=('classifier.',))
+    return model
+
+
+@register_model('osnet_x1_0')
+def osnet_x1_0(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_osnet('osnet_x1_0', num_classes, loss, pretrained, kwargs, width=1.0)
+
+
+@register_model('osnet_x0_75')
+def osnet_x0_75(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_osnet('osnet_x0_75', num_classes, loss, pretrained, kwargs, width=0.75)
+
+
+@register_model('osnet_x0_5')
+def osnet_x0_5(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_osnet('osnet_x0_5', num_classes, loss, pretrained, kwargs, width=0.5)
+
+
+@register_model('osnet_x0_25')
+def osnet_x0_25(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_osnet('osnet_x0_25', num_classes, loss, pretrained, kwargs, width=0.25)
+
+
+@register_model('osnet_ibn_x1_0')
+def osnet_ibn_x1_0(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    # IN in the stem and in the blocks of conv2 and conv3 (the early layers); conv4 keeps pure BN.
+    ibn = {'instance_norm_out': True}
+    return build_osnet('osnet_ibn_x1_0', num_classes, loss, pretrained, kwargs, width=1.0, stem_norm='in',
+                       block_options=[[ibn, ibn], [ibn, ibn], [{}, {}]])

@@ -1,0 +1,79 @@
+"""ResNet / ResNeXt ReID models on torchvision's implementations (He et al. CVPR'16; Xie et al. CVPR'17).
+
+All take ``last_stride`` (1 or 2, default 2): the stride of layer4's first block. ``resnet50_fc512`` is
+Torchreid's variant: last stride 1, global average pooling, fc 512 + BN + ReLU (features are 512-d).
+"""
+import torchvision.models as tvm
+
+from .backbones import build_torchvision_model, set_last_stride
+from .registry import register_model
+
+__all__ = ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d', 'resnet50_fc512',
+           'resnet_stages', 'build_resnet']
+
+RESNET_STAGE_NAMES = ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4')
+
+
+def resnet_stages(net):
+    """torchvision ResNet's feature layers, under their torchvision names."""
+    return [(n, getattr(net, n)) for n in RESNET_STAGE_NAMES]
+
+
+def _apply_last_stride(net, extras):
+    set_last_stride(net, extras['last_stride'])
+
+
+def build_resnet(name, constructor, weights_enum, num_classes, loss, pretrained, kwargs, last_stride=2,
+                 head_defaults=None, modify=None):
+    """A torchvision ResNet-family network composed with the ReID head.
+
+    ``modify(net, extras)`` runs after the last-stride change (used by the IBN variant).
+    """
+
+    def _modify(net, extras):
+        _apply_last_stride(net, extras)
+        if modify is not None:
+            modify(net, extras)
+
+    return build_torchvision_model(
+        name, num_classes, loss, pretrained, kwargs, constructor=constructor, weights_enum=weights_enum,
+        stages=resnet_stages, feature_channels=lambda net: net.fc.in_features, head_defaults=head_defaults,
+        extra={'last_stride': last_stride}, modify=_modify)
+
+
+@register_model('resnet18')
+def resnet18(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_resnet('resnet18', tvm.resnet18, tvm.ResNet18_Weights, num_classes, loss, pretrained, kwargs)
+
+
+@register_model('resnet34')
+def resnet34(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_resnet('resnet34', tvm.resnet34, tvm.ResNet34_Weights, num_classes, loss, pretrained, kwargs)
+
+
+@register_model('resnet50')
+def resnet50(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_resnet('resnet50', tvm.resnet50, tvm.ResNet50_Weights, num_classes, loss, pretrained, kwargs)
+
+
+@register_model('resnet101')
+def resnet101(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_resnet('resnet101', tvm.resnet101, tvm.ResNet101_Weights, num_classes, loss, pretrained, kwargs)
+
+
+@register_model('resnet152')
+def resnet152(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_resnet('resnet152', tvm.resnet152, tvm.ResNet152_Weights, num_classes, loss, pretrained, kwargs)
+
+
+@register_model('resnext50_32x4d')
+def resnext50_32x4d(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    return build_resnet('resnext50_32x4d', tvm.resnext50_32x4d, tvm.ResNeXt50_32X4D_Weights, num_classes, loss,
+                        pretrained, kwargs)
+
+
+@register_model('resnet50_fc512')
+def resnet50_fc512(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+    # The ImageNet weights are resnet50's; the fc 512 layer is new.
+    return build_resnet('resnet50_fc512', tvm.resnet50, tvm.ResNet50_Weights, num_classes, loss, pretrained,
+                        kwargs, last_stride=1, head_defaults={'fc_dims': [512]})

@@ -1,0 +1,317 @@
+"""Parameter initialisation and pretrained weights (torchvision's weights API, local files, the hub cache).
+
+Where ImageNet weights come from, first match wins:
+
+1. ``pretrained_path=<file>`` given to the model factory;
+2. ``$TORCHREID_WEIGHTS_DIR/<model name>_imagenet.pth``;
+3. ``<torch hub dir>/checkpoints/<model name>_imagenet.pth`` (Torchreid's cache convention; the hub dir is
+   ``$TORCH_HOME/hub``, by default ``~/.cache/torch/hub``);
+4. torchvision's weights (``torchvision.models.ResNet50_Weights.IMAGENET1K_V1`` ...), read from the hub cache
+   when present, otherwise downloaded (with a socket timeout, so an offline machine fails fast).
+
+When none can be had, the model keeps its random initialisation and a :class:`PretrainedWeightsWarning` says
+which weights were wanted and where to put the file; with ``pretrained_strict=True`` it is a
+:class:`PretrainedWeightsError` instead. ``TORCHREID_OFFLINE=1`` skips step 4's download (the cache is still
+used).
+"""
+import contextlib
+import dataclasses
+import logging
+import os
+import os.path as osp
+import pickle
+import socket
+import sys
+import urllib.parse
+import warnings
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    'init_params', 'init_classifier', 'load_pretrained_weights', 'load_matching_state_dict', 'LoadReport',
+    'PretrainOptions', 'PretrainedWeightsWarning', 'PretrainedWeightsError', 'local_imagenet_candidates',
+    'find_local_imagenet_file',
+    'torchvision_weights_or_warn', 'load_local_imagenet_weights', 'report_unavailable',
+]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_DIR_ENV = 'TORCHREID_WEIGHTS_DIR'
+OFFLINE_ENV = 'TORCHREID_OFFLINE'
+TIMEOUT_ENV = 'TORCHREID_DOWNLOAD_TIMEOUT'
+_DEFAULT_TIMEOUT_S = 30.0
+
+
+class PretrainedWeightsWarning(UserWarning):
+    """Pretrained weights were asked for but could not be (fully) loaded."""
+
+
+_PKG_DIR = osp.dirname(osp.abspath(__file__))
+
+
+def _warn(message):
+    """``warnings.warn`` attributed to the first caller outside ``torchreid/models`` (the user's line)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and osp.dirname(osp.abspath(frame.f_code.co_filename)) == _PKG_DIR:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, PretrainedWeightsWarning, stacklevel=level)
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights were required (``pretrained_strict=True`` / ``strict=True``) but could not be loaded."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# initialisation
+# ----------------------------------------------------------------------------------------------------------
+def init_params(module):
+    """Torchreid's initialisation: kaiming-normal convs, norm layers weight 1 / bias 0, linears N(0, 0.01)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(m, 'weight', None) is not None:
+                nn.init.ones_(m.weight)
+            if getattr(m, 'bias', None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def init_classifier(linear):
+    """Classifier init from the BNNeck recipe: N(0, 0.001), zero bias (small logits at the start)."""
+    if linear.weight.numel():  # num_classes=0 gives an empty layer; init of an empty tensor only warns
+        nn.init.normal_(linear.weight, 0, 0.001)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading a state dict by name and shape
+# ----------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LoadReport:
+    """What :func:`load_pretrained_weights` did. Key names are the model's (``module.`` prefixes stripped)."""
+
+    source: str
+    loaded: list = dataclasses.field(default_factory=list)
+    #: ``(key, shape in the file, shape in the model)``
+    shape_mismatch: list = dataclasses.field(default_factory=list)
+    #: keys in the file that the model does not have
+    unexpected: list = dataclasses.field(default_factory=list)
+    #: keys in the file deliberately left out (e.g. an ImageNet classifier)
+    excluded: list = dataclasses.field(default_factory=list)
+    #: keys of the model that the file did not provide (they keep their current values)
+    missing: list = dataclasses.field(default_factory=list)
+
+    @property
+    def skipped(self):
+        """Every key of the file that was not loaded."""
+        return [k for k, _, _ in self.shape_mismatch] + list(self.unexpected) + list(self.excluded)
+
+    def __str__(self):
+        return (f'{self.source}: loaded {len(self.loaded)} tensors; skipped {len(self.shape_mismatch)} '
+                f'(shape mismatch), {len(self.unexpected)} (not in the model), {len(self.excluded)} (excluded); '
+                f'{len(self.missing)} model tensors not in the file')
+
+
+def _strip_prefix(key, prefix='module.'):
+    while key.startswith(prefix):
+        key = key[len(prefix):]
+    return key
+
+
+def _extract_state_dict(obj, source):
+    if isinstance(obj, nn.Module):
+        return obj.state_dict()
+    if not isinstance(obj, dict):
+        raise TypeError(f'{source}: expected a state dict or a checkpoint dict, got {type(obj).__name__}')
+    # A checkpoint (Torchreid's save_checkpoint, FastReID, ...) keeps the weights under one of these keys.
+    for key in ('state_dict', 'model', 'model_state_dict'):
+        if key in obj and isinstance(obj[key], dict):
+            return obj[key]
+    return obj
+
+
+def load_matching_state_dict(model, state_dict, source='<state dict>', exclude_prefixes=(), strict=False):
+    """Copy into ``model`` every tensor of ``state_dict`` whose name and shape match; report the rest.
+
+    ``exclude_prefixes``: keys (after stripping ``module.``) starting with one of these are never loaded.
+    ``strict``: raise :class:`PretrainedWeightsError` if nothing was loaded or any non-excluded key of the
+    file was skipped.
+    """
+    state_dict = _extract_state_dict(state_dict, source)
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module  # file keys lose their 'module.' prefix, so match against the bare model
+    own = model.state_dict()
+    report = LoadReport(source=str(source))
+    matched = {}
+    for raw_key, value in state_dict.items():
+        key = _strip_prefix(str(raw_key))
+        if any(key.startswith(p) for p in exclude_prefixes):
+            report.excluded.append(key)
+        elif key not in own or not torch.is_tensor(value):
+            report.unexpected.append(key)
+        elif tuple(own[key].shape) != tuple(value.shape):
+            report.shape_mismatch.append((key, tuple(value.shape), tuple(own[key].shape)))
+        else:
+            matched[key] = value
+    if matched:
+        # strict=False: the keys not in `matched` keep their current values (reported as missing).
+        model.load_state_dict(matched, strict=False)
+    report.loaded = list(matched)
+    report.missing = [k for k in own if k not in matched]
+
+    logger.info('Loaded pretrained weights: %s', report)
+    if report.shape_mismatch or report.unexpected:
+        logger.warning('%s: skipped keys (shape mismatch: %s; not in the model: %s)', source,
+                       [f'{k} {a}->{b}' for k, a, b in report.shape_mismatch], report.unexpected)
+    if strict and (not matched or report.shape_mismatch or report.unexpected):
+        raise PretrainedWeightsError(f'Could not load {source} fully (strict): {report}; shape mismatch: '
+                                     f'{report.shape_mismatch}; not in the model: {report.unexpected}')
+    if not matched:
+        _warn(f'No tensor of {source} matched the model by name and shape ({report}); the weights were NOT '
+              f'loaded. Check the key names.')
+    return report
+
+
+def _torch_load(path):
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        # Checkpoints written by older Torchreid carry non-tensor objects (numpy scalars, optimizer states)
+        # that the safe loader refuses; the user pointed us at this file, so fall back to full unpickling.
+        logger.warning('%s: not loadable with weights_only=True; loading it with full unpickling (only do '
+                       'this with files you trust)', path)
+        return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def load_pretrained_weights(model, weight_path, strict=False, exclude_prefixes=()):
+    """Load the tensors of ``weight_path`` that match ``model`` by name and shape.
+
+    ``weight_path`` is a file saved with ``torch.save``: a bare state dict or a checkpoint dict holding it
+    under ``'state_dict'`` (also ``'model'``). ``module.`` prefixes (DataParallel) are stripped. What is
+    skipped (shape mismatch, not in the model, excluded) is logged and returned in a :class:`LoadReport`.
+    Raises ``FileNotFoundError`` for a missing file; see :func:`load_matching_state_dict` for ``strict``.
+    """
+    path = os.fspath(weight_path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'load_pretrained_weights: no such file: {path!r}')
+    return load_matching_state_dict(model, _torch_load(path), source=path, exclude_prefixes=exclude_prefixes,
+                                    strict=strict)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ImageNet weights for the model factories
+# ----------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PretrainOptions:
+    """How a factory gets its ImageNet weights (parsed once from the factory's kwargs)."""
+
+    pretrained: bool = True
+    #: an explicit local file; wins over everything else
+    path: str = None
+    #: raise instead of warning when the weights cannot be loaded
+    strict: bool = False
+    #: the torchvision weights member to use (e.g. 'IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT')
+    imagenet_weights: str = 'IMAGENET1K_V1'
+
+
+def local_imagenet_candidates(name):
+    """The local files searched (in this order) for ``name``'s ImageNet weights."""
+    fname = f'{name}_imagenet.pth'
+    candidates = []
+    weights_dir = os.environ.get(WEIGHTS_DIR_ENV)
+    if weights_dir:
+        candidates.append(osp.join(weights_dir, fname))
+    candidates.append(osp.join(torch.hub.get_dir(), 'checkpoints', fname))
+    return candidates
+
+
+def find_local_imagenet_file(name, opts):
+    """The local ImageNet weights file for ``name`` or None. An explicit ``opts.path`` must exist."""
+    if opts.path is not None:
+        path = os.fspath(opts.path)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{name}: pretrained_path={path!r} does not exist')
+        return path
+    for path in local_imagenet_candidates(name):
+        if osp.isfile(path):
+            return path
+    return None
+
+
+def report_unavailable(name, what, reason, opts, cache_file=None):
+    """Warn (or raise, if ``opts.strict``) that ``name``'s ImageNet weights could not be loaded."""
+    places = []
+    if cache_file:
+        places.append(f'{cache_file} (the torch hub cache; set TORCH_HOME to move it)')
+    places.append(f'${WEIGHTS_DIR_ENV}/{name}_imagenet.pth')
+    places.append(osp.join(torch.hub.get_dir(), 'checkpoints', f'{name}_imagenet.pth'))
+    msg = (f"Pretrained ImageNet weights for model '{name}' ({what}) could not be loaded: {reason}. "
+           f"To use them offline, put the file at one of: {'; '.join(places)}; or pass pretrained_path=<file>.")
+    if opts.strict:
+        raise PretrainedWeightsError(msg)
+    msg += ' The model is randomly initialised (pass pretrained=False to silence this warning).'
+    logger.warning(msg)
+    _warn(msg)
+
+
+def load_local_imagenet_weights(model, name, path, opts, exclude_prefixes=('classifier.',)):
+    """Load an ImageNet weights file into a built model (the ImageNet classifier is excluded)."""
+    logger.info('%s: loading ImageNet weights from %s', name, path)
+    return load_pretrained_weights(model, path, strict=opts.strict, exclude_prefixes=exclude_prefixes)
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds):
+    """A default socket timeout for urllib (torch.hub downloads without one, so a dead network can hang)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_timeout():
+    raw = os.environ.get(TIMEOUT_ENV, '')
+    try:
+        return float(raw) if raw else _DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ValueError(f'{TIMEOUT_ENV}={raw!r} is not a number of seconds') from None
+
+
+def _offline():
+    return os.environ.get(OFFLINE_ENV, '').strip().lower() in ('1', 'true', 'yes', 'on')
+
+
+def torchvision_weights_or_warn(name, constructor, weights_enum, opts, **ctor_kwargs):
+    """Build the torchvision network ``constructor(weights=..., **ctor_kwargs)`` with ImageNet weights.
+
+    torchvision reads the weights from the hub cache, or downloads them (under a socket timeout). On any
+    failure the network is built without weights and :func:`report_unavailable` warns or raises.
+    """
+    try:
+        weights = weights_enum[opts.imagenet_weights]
+    except KeyError:
+        raise ValueError(f"{name}: imagenet_weights={opts.imagenet_weights!r} is not a member of "
+                         f"{weights_enum.__name__} ({[w.name for w in weights_enum]})") from None
+    what = f'torchvision {weights_enum.__name__}.{weights.name}'
+    cache_file = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urllib.parse.urlparse(weights.url).path))
+    if _offline() and not osp.isfile(cache_file):
+        report_unavailable(name, what, f'{OFFLINE_ENV} is set and the file is not in the cache', opts, cache_file)
+        return constructor(weights=None, **ctor_kwargs)
+    try:
+        with _socket_timeout(_download_timeout()):
+            net = constructor(weights=weights, progress=False, **ctor_kwargs)
+    except Exception as exc:  # network errors, a corrupt cache file, a hash mismatch: all mean "no weights"
+        report_unavailable(name, what, f'{type(exc).__name__}: {exc}', opts, cache_file)
+        return constructor(weights=None, **ctor_kwargs)
+    logger.info('%s: loaded %s', name, what)
+    return net

@@ -1,0 +1,174 @@
+"""Logging helpers: a log file in the run folder, Torchreid's stdout tee and meters.
+
+The library logs through ``logging.getLogger('torchreid....')``. :func:`setup_logging` attaches one
+``FileHandler`` to the ``'torchreid'`` logger so a run's messages land in ``<save_dir>/<filename>``;
+nothing else global is touched, and :func:`remove_logging` detaches it again.
+"""
+import logging
+import os
+import os.path as osp
+import sys
+from collections import defaultdict
+
+__all__ = ['setup_logging', 'remove_logging', 'find_file_handler', 'Logger', 'RankLogger',
+           'AverageMeter', 'MetricMeter']
+
+_LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+
+
+def find_file_handler(path=None, save_dir=None, logger_name='torchreid'):
+    """The FileHandler attached to ``logger_name`` that writes ``path`` (or any file inside ``save_dir``)."""
+    target = osp.abspath(path) if path else None
+    folder = osp.abspath(save_dir) if save_dir else None
+    for h in logging.getLogger(logger_name).handlers:
+        if not isinstance(h, logging.FileHandler):
+            continue
+        fname = osp.abspath(h.baseFilename)
+        if target is not None and fname == target:
+            return h
+        if folder is not None and osp.dirname(fname) == folder:
+            return h
+    return None
+
+
+def setup_logging(save_dir, filename='train.log', level=logging.INFO, mode='a', logger_name='torchreid'):
+    """Write the ``torchreid`` log records to ``<save_dir>/<filename>``.
+
+    Idempotent: a handler already writing that file is returned instead of adding a second one. The
+    ``torchreid`` logger's level is lowered to ``level`` when it would otherwise drop those records
+    (its default effective level is the root's WARNING).
+
+    Returns:
+        logging.FileHandler: pass it to :func:`remove_logging` to detach it.
+    """
+    os.makedirs(save_dir, exist_ok=True)
+    path = osp.join(save_dir, filename)
+    existing = find_file_handler(path=path, logger_name=logger_name)
+    if existing is not None:
+        return existing
+    handler = logging.FileHandler(path, mode=mode, encoding='utf-8')
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    lib_logger = logging.getLogger(logger_name)
+    lib_logger.addHandler(handler)
+    if lib_logger.getEffectiveLevel() > level:
+        lib_logger.setLevel(level)
+    return handler
+
+
+def remove_logging(handler, logger_name='torchreid'):
+    """Detach and close a handler returned by :func:`setup_logging`."""
+    if handler is None:
+        return
+    logging.getLogger(logger_name).removeHandler(handler)
+    handler.close()
+
+
+class Logger:
+    """Torchreid's stdout tee: ``sys.stdout = Logger('log.txt')`` writes to the console and a file.
+
+    Kept for scripts written for Torchreid; the library itself uses :func:`setup_logging`.
+    """
+
+    def __init__(self, fpath=None):
+        self.console = sys.stdout
+        self.file = None
+        if fpath is not None:
+            os.makedirs(osp.dirname(osp.abspath(fpath)), exist_ok=True)
+            self.file = open(fpath, 'w', encoding='utf-8')
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+    def write(self, msg):
+        self.console.write(msg)
+        if self.file is not None:
+            self.file.write(msg)
+
+    def flush(self):
+        self.console.flush()
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def isatty(self):
+        return False
+
+    def close(self):
+        # The console is not ours to close; only the file is.
+        if getattr(self, 'file', None) is not None:
+            self.file.close()
+            self.file = None
+
+
+class RankLogger:
+    """Record rank-1 per target over epochs and log a summary (Torchreid's helper)."""
+
+    def __init__(self, sources, targets):
+        self.sources = [sources] if isinstance(sources, str) else list(sources)
+        self.targets = [targets] if isinstance(targets, str) else list(targets)
+        self.logger = {name: {'epoch': [], 'rank1': []} for name in self.targets}
+
+    def write(self, name, epoch, rank1):
+        if name not in self.logger:
+            raise KeyError(f'RankLogger: unknown target {name!r}; known: {self.targets}')
+        self.logger[name]['epoch'].append(epoch)
+        self.logger[name]['rank1'].append(rank1)
+
+    def show_summary(self):
+        log = logging.getLogger('torchreid.utils')
+        log.info('=> Show performance summary')
+        for name in self.targets:
+            from_where = 'source' if name in self.sources else 'target'
+            log.info('%s (%s)', name, from_where)
+            for epoch, rank1 in zip(self.logger[name]['epoch'], self.logger[name]['rank1']):
+                log.info('- epoch %s\t rank1 %.1f%%', epoch, rank1 * 100)
+
+
+class AverageMeter:
+    """Current value and running average of a scalar."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.val = 0.0
+        self.avg = 0.0
+        self.sum = 0.0
+        self.count = 0
+
+    def update(self, val, n=1):
+        self.val = float(val)
+        self.sum += float(val) * n
+        self.count += n
+        self.avg = self.sum / self.count
+
+
+class MetricMeter:
+    """A group of :class:`AverageMeter` keyed by name (losses, accuracy, ...)."""
+
+    def __init__(self, delimiter='  '):
+        self.meters = defaultdict(AverageMeter)
+        self.delimiter = delimiter
+
+    def update(self, input_dict):
+        if input_dict is None:
+            return
+        if not isinstance(input_dict, dict):
+            raise TypeError(f'MetricMeter.update: expected a dict of scalars, got {type(input_dict).__name__}')
+        for k, v in input_dict.items():
+            if hasattr(v, 'item'):
+                v = v.item()
+            self.meters[k].update(v)
+
+    def averages(self):
+        return {k: m.avg for k, m in self.meters.items()}
+
+    def __str__(self):
+        return self.delimiter.join(f'{k} {m.val:.4f} ({m.avg:.4f})' for k, m in self.meters.items())
