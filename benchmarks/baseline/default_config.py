@@ -1,0 +1,553 @@
+"""Configuration of the baseline (yacs), compatible with the configuration files of sn-reid / Torchreid.
+
+Every key of the sn-reid baseline's configuration exists here with the same name, nesting and default, so a
+YAML file written for sn-reid runs unchanged. Our additions (device, mixed precision, warm-up, the
+action-aware sampler and triplet, per-action re-ranking options, synthetic data, ...) have defaults that keep
+the organisers' behaviour.
+
+The library itself takes plain keyword arguments; this module only translates a config into them
+(``imagedata_kwargs``, ``optimizer_kwargs``, ``lr_scheduler_kwargs``, ``engine_run_kwargs``), as Torchreid's
+``default_config.py`` does.
+
+Loading is stricter than plain yacs: :func:`merge_from_file` and :func:`merge_from_list` raise a
+:class:`ConfigError` that names the unknown key (and the file, with the closest valid names), and
+:func:`check_cfg` rejects values outside their allowed set naming the key and the allowed values.
+
+Notes on compatibility keys:
+
+- ``data.eval_metric`` is accepted but every dataset declares how it is evaluated (``dataset.eval_metric``:
+  SoccerNet-v3 targets use the same-action metric, Market-1501 the Market one); the engine asks the dataset,
+  so this key no longer has to match the target. A value that disagrees with a target's declaration is
+  logged and ignored.
+- ``video.*`` keys are accepted so old files load; video data (``data.type: video``) is not supported.
+- ``cuhk03.use_metric_cuhk03`` (Torchreid's key, removed by sn-reid) is accepted and keeps its Torchreid
+  meaning: targets whose declared metric is ``'default'`` are scored with the CUHK03 protocol.
+"""
+import ast
+import difflib
+import os.path as osp
+import re
+
+from yacs.config import CfgNode as CN
+
+__all__ = [
+    'ConfigError', 'get_default_config', 'merge_from_file', 'merge_from_list', 'check_cfg',
+    'check_registered_names',
+    'imagedata_kwargs', 'videodata_kwargs', 'optimizer_kwargs', 'lr_scheduler_kwargs', 'engine_run_kwargs',
+    'model_kwargs', 'engine_kwargs', 'resolve_device', 'SAMPLERS', 'LOSSES', 'DIST_METRICS', 'OPTIMIZERS',
+    'LR_SCHEDULERS', 'EVAL_METRICS', 'SYNTHETIC_PRESETS', 'CHECKPOINT_METRICS', 'PRECISIONS',
+]
+
+# Allowed values (checked by check_cfg; the library re-checks its own arguments as well).
+SAMPLERS = ('RandomSampler', 'SequentialSampler', 'RandomIdentitySampler', 'RandomActionSampler')
+LOSSES = ('softmax', 'triplet')
+DIST_METRICS = ('euclidean', 'cosine')
+OPTIMIZERS = ('adam', 'amsgrad', 'sgd', 'rmsprop', 'radam', 'adamw')
+LR_SCHEDULERS = ('single_step', 'multi_step', 'cosine')
+EVAL_METRICS = ('default', 'cuhk03', 'soccernetv3')
+SYNTHETIC_PRESETS = ('', 'tiny', 'demo', 'full')
+CHECKPOINT_METRICS = ('mAP', 'rank1', 'rank-1', 'mINP')
+PRECISIONS = ('', 'fp16', 'bf16')
+DATA_TYPES = ('image', 'video')
+_DEVICE = re.compile(r'^(auto|cpu|mps|cuda(:\d+)?)$')
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that is not valid; the message names the key (and the file)."""
+
+
+def get_default_config():
+    cfg = CN()
+
+    # --- model
+    cfg.model = CN()
+    cfg.model.name = 'resnet50'
+    cfg.model.pretrained = True  # ImageNet weights for the backbone (torchvision cache; needs them offline)
+    cfg.model.load_weights = ''  # path to weights to load before training / testing
+    cfg.model.resume = ''  # path to a checkpoint to resume training from
+    cfg.model.bnneck = False  # ours: BNNeck head (features before BN for the triplet, after BN for testing)
+
+    # --- data
+    cfg.data = CN()
+    cfg.data.type = 'image'
+    cfg.data.root = 'reid-data'
+    cfg.data.sources = ['soccernetv3']
+    cfg.data.targets = ['soccernetv3']
+    cfg.data.workers = 4
+    cfg.data.split_id = 0
+    cfg.data.height = 256
+    cfg.data.width = 128
+    cfg.data.combineall = False
+    cfg.data.transforms = ['random_flip']
+    cfg.data.k_tfm = 1
+    cfg.data.norm_mean = [0.485, 0.456, 0.406]
+    cfg.data.norm_std = [0.229, 0.224, 0.225]
+    cfg.data.save_dir = 'log'
+    cfg.data.load_train_targets = False
+    cfg.data.eval_metric = 'soccernetv3'  # compat only: each dataset declares its metric (see module doc)
+    # ours: generate the synthetic SoccerNet-v3 set under data.root when it is missing ('' = never)
+    cfg.data.synthetic_preset = ''
+    cfg.data.synthetic_seed = 0
+
+    # --- dataset-specific
+    cfg.market1501 = CN()
+    cfg.market1501.use_500k_distractors = False
+    cfg.cuhk03 = CN()
+    cfg.cuhk03.labeled_images = False
+    cfg.cuhk03.classic_split = False
+    cfg.cuhk03.use_metric_cuhk03 = False  # Torchreid: evaluate 'default'-metric targets with the CUHK03 protocol
+    cfg.soccernetv3 = CN()
+    cfg.soccernetv3.training_subset = 1.0  # fraction of the training actions used (first ones)
+
+    # --- sampler
+    cfg.sampler = CN()
+    cfg.sampler.train_sampler = 'RandomIdentitySampler'
+    cfg.sampler.train_sampler_t = 'RandomIdentitySampler'
+    cfg.sampler.num_instances = 4  # K in P x K
+    cfg.sampler.num_cams = 1
+    cfg.sampler.num_datasets = 1
+
+    # --- video (accepted for compat; video data is not supported)
+    cfg.video = CN()
+    cfg.video.seq_len = 15
+    cfg.video.sample_method = 'evenly'
+    cfg.video.pooling_method = 'avg'
+
+    # --- train
+    cfg.train = CN()
+    cfg.train.optim = 'adam'
+    cfg.train.lr = 0.0003
+    cfg.train.weight_decay = 5e-4
+    cfg.train.max_epoch = 60
+    cfg.train.start_epoch = 0
+    cfg.train.batch_size = 32
+    cfg.train.fixbase_epoch = 0
+    cfg.train.open_layers = ['classifier']
+    cfg.train.staged_lr = False
+    cfg.train.new_layers = ['classifier']
+    cfg.train.base_lr_mult = 0.1
+    cfg.train.lr_scheduler = 'single_step'
+    cfg.train.stepsize = [20]
+    cfg.train.gamma = 0.1
+    cfg.train.print_freq = 20
+    cfg.train.seed = 1
+    # ours
+    cfg.train.warmup_epochs = 0  # linear warm-up from lr * warmup_factor
+    cfg.train.warmup_factor = 0.1
+    cfg.train.min_lr = 0.0  # floor of the cosine schedule
+    cfg.train.mixed_precision = ''  # '' (fp32), 'fp16' (CUDA, with gradient scaling) or 'bf16' (autocast)
+    cfg.train.channels_last = False
+    cfg.train.grad_clip = 0.0  # max gradient L2 norm; 0 = off
+    cfg.train.checkpoint_metric = 'mAP'  # 'mAP' | 'rank1' | 'mINP' of the first labelled target -> model-best
+    cfg.train.save_freq = 1  # write a checkpoint every N epochs (and always after the last)
+    cfg.train.keep_last = 0  # keep only the newest N epoch checkpoints; 0 keeps all
+
+    # --- optimizers
+    cfg.sgd = CN()
+    cfg.sgd.momentum = 0.9
+    cfg.sgd.dampening = 0.0
+    cfg.sgd.nesterov = False
+    cfg.rmsprop = CN()
+    cfg.rmsprop.alpha = 0.99
+    cfg.adam = CN()
+    cfg.adam.beta1 = 0.9
+    cfg.adam.beta2 = 0.999
+
+    # --- loss
+    cfg.loss = CN()
+    cfg.loss.name = 'softmax'
+    cfg.loss.softmax = CN()
+    cfg.loss.softmax.label_smooth = True
+    cfg.loss.triplet = CN()
+    cfg.loss.triplet.margin = 0.3
+    cfg.loss.triplet.weight_t = 1.0
+    cfg.loss.triplet.weight_x = 0.0
+    cfg.loss.triplet.action_aware = False  # ours: positives/negatives only within the anchor's action
+
+    # --- test
+    cfg.test = CN()
+    cfg.test.batch_size = 100
+    cfg.test.dist_metric = 'euclidean'
+    cfg.test.normalize_feature = False
+    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.evaluate = False  # test only
+    cfg.test.eval_freq = -1  # -1: evaluate only after the last epoch
+    cfg.test.start_eval = 0
+    cfg.test.rerank = False
+    cfg.test.visrank = False
+    cfg.test.visrank_topk = 10
+    cfg.test.export_ranking_results = False
+    # ours: k-reciprocal re-ranking (always within an action for SoccerNet) and query expansion
+    cfg.test.rerank_k1 = 20
+    cfg.test.rerank_k2 = 6
+    cfg.test.rerank_lambda = 0.3
+    cfg.test.query_expansion = False
+    cfg.test.visrank_max_queries = 100  # ranked-result pictures drawn per target
+
+    # --- ours: where to run ('auto' = CUDA when available, else CPU)
+    cfg.device = 'auto'
+    # ours: CPU threads for torch's intra-op parallelism (0 = torch's default). On a small CPU machine
+    # shared with other work, 1 avoids OpenMP threads spinning against each other.
+    cfg.num_threads = 0
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading with clear errors
+
+def _suggest(key, node, prefix=''):
+    names = list(node.keys())
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    hint = f'; did you mean {", ".join(prefix + c for c in close)}?' if close else '.'
+    return f'{hint} Valid keys {"under " + prefix.rstrip(".") if prefix else "at the top level"}: ' \
+           f'{", ".join(sorted(names))}'
+
+
+def _coerce(value, default, full_key, where):
+    """Coerce a value read from a file/command line to the type of the default (yacs is stricter).
+
+    Text is read as a Python literal where the default is not text (as yacs does: ``5e-4``, which YAML
+    leaves as a string, becomes a float); ints become floats where the default is a float, and a scalar
+    becomes a one-item list where the default is a list.
+    """
+    if isinstance(value, str) and not isinstance(default, str):
+        value = _decode(value)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f'{where}: {full_key} must be true or false, got {value!r}')
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f'{where}: {full_key} must be a number, got {value!r}')
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f'{where}: {full_key} must be an integer, got {value!r}')
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ''
+        raise ConfigError(f'{where}: {full_key} must be a string, got {value!r}')
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            value = list(value)
+        elif value is None:
+            value = []
+        else:  # `sources: soccernetv3` or `stepsize: 20` mean a one-item list
+            value = [value]
+        if default:  # the items take the type of the default's items
+            return [_coerce(v, default[0], f'{full_key}[{i}]', where) for i, v in enumerate(value)]
+        return value
+    return value
+
+
+def _merge_dict(cfg, data, where, prefix=''):
+    if not isinstance(data, dict):
+        raise ConfigError(f'{where}: {prefix or "the top level"} must be a mapping of keys, got {data!r}')
+    for key, value in data.items():
+        full_key = f'{prefix}{key}'
+        if not isinstance(key, str) or key not in cfg:
+            raise ConfigError(f'{where}: unknown config key {full_key!r}{_suggest(str(key), cfg, prefix)}')
+        if isinstance(cfg[key], CN):
+            if value is None:
+                continue
+            _merge_dict(cfg[key], value, where, full_key + '.')
+        else:
+            cfg[key] = _coerce(value, cfg[key], full_key, where)
+
+
+def merge_from_file(cfg, path):
+    """Merge a YAML file into ``cfg``; unknown keys and wrong types raise ConfigError naming key and file."""
+    import yaml
+
+    if not osp.isfile(path):
+        raise ConfigError(f'config file not found: {path}')
+    with open(path, encoding='utf-8') as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f'{path}: not valid YAML: {exc}') from exc
+    if data is None:
+        return cfg
+    _merge_dict(cfg, data, where=path)
+    return cfg
+
+
+def _decode(text):
+    if not isinstance(text, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        # bare words (`adam`), yacs-style booleans written as lower case
+        lowered = text.strip().lower()
+        if lowered in ('true', 'false'):
+            return lowered == 'true'
+        return text
+
+
+def merge_from_list(cfg, opts, where='command line'):
+    """Merge ``KEY VALUE`` pairs (yacs style, values as Python literals) into ``cfg``."""
+    opts = list(opts or [])
+    if len(opts) % 2:
+        raise ConfigError(f'{where}: options must come in KEY VALUE pairs, got an odd list: {opts}')
+    for full_key, raw in zip(opts[0::2], opts[1::2]):
+        node = cfg
+        parts = full_key.split('.')
+        for i, part in enumerate(parts):
+            if part not in node:
+                prefix = '.'.join(parts[:i]) + '.' if i else ''
+                raise ConfigError(
+                    f'{where}: unknown config key {full_key!r}{_suggest(part, node, prefix)}')
+            if i < len(parts) - 1:
+                node = node[part]
+                if not isinstance(node, CN):
+                    raise ConfigError(f'{where}: {".".join(parts[:i + 1])} is a value, not a group')
+        if isinstance(node[parts[-1]], CN):
+            raise ConfigError(f'{where}: {full_key} is a group of keys, set its members instead')
+        node[parts[-1]] = _coerce(raw, node[parts[-1]], full_key, where)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Value checks
+
+def _one_of(key, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f'{key} must be one of {", ".join(repr(a) for a in allowed)}; got {value!r}')
+
+
+def _positive(key, value, allow_zero=False):
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f'{key} must be {"non-negative" if allow_zero else "positive"}; got {value!r}')
+
+
+def check_cfg(cfg):
+    """Reject values outside their allowed set; each error names the key and what is allowed."""
+    _one_of('data.type', cfg.data.type, DATA_TYPES)
+    if cfg.data.type == 'video':
+        raise ConfigError("data.type 'video' is not supported by this edition (image data only)")
+    if not cfg.data.sources:
+        raise ConfigError('data.sources must name at least one dataset')
+    if not cfg.data.targets:
+        raise ConfigError('data.targets must name at least one dataset')
+    _one_of('data.eval_metric', cfg.data.eval_metric, EVAL_METRICS)
+    _one_of('data.synthetic_preset', cfg.data.synthetic_preset, SYNTHETIC_PRESETS)
+    for key in ('data.height', 'data.width', 'data.k_tfm', 'train.batch_size', 'test.batch_size',
+                'sampler.num_instances', 'sampler.num_cams', 'sampler.num_datasets',
+                'train.print_freq', 'test.visrank_topk', 'test.rerank_k1', 'test.rerank_k2',
+                'test.visrank_max_queries'):
+        group, name = key.split('.')
+        _positive(key, cfg[group][name])
+    for key in ('data.workers', 'train.max_epoch', 'train.start_epoch', 'train.fixbase_epoch',
+                'train.warmup_epochs', 'train.weight_decay', 'train.grad_clip', 'train.min_lr',
+                'test.start_eval', 'loss.triplet.margin', 'loss.triplet.weight_t', 'loss.triplet.weight_x'):
+        node = cfg
+        for part in key.split('.'):
+            node = node[part]
+        _positive(key, node, allow_zero=True)
+    _positive('train.lr', cfg.train.lr)
+    _positive('num_threads', cfg.num_threads, allow_zero=True)
+    if not 0.0 < cfg.soccernetv3.training_subset <= 1.0:
+        raise ConfigError(f'soccernetv3.training_subset must be in (0, 1]; got {cfg.soccernetv3.training_subset}')
+    if not 0.0 <= cfg.test.rerank_lambda <= 1.0:
+        raise ConfigError(f'test.rerank_lambda must be in [0, 1]; got {cfg.test.rerank_lambda}')
+    if not 0.0 < cfg.train.warmup_factor <= 1.0:
+        raise ConfigError(f'train.warmup_factor must be in (0, 1]; got {cfg.train.warmup_factor}')
+    if len(cfg.data.norm_mean) != 3 or len(cfg.data.norm_std) != 3:
+        raise ConfigError('data.norm_mean and data.norm_std must have 3 values (RGB)')
+    if any(s <= 0 for s in cfg.data.norm_std):
+        raise ConfigError(f'data.norm_std must be positive; got {list(cfg.data.norm_std)}')
+    _one_of('sampler.train_sampler', cfg.sampler.train_sampler, SAMPLERS)
+    _one_of('sampler.train_sampler_t', cfg.sampler.train_sampler_t, SAMPLERS)
+    if cfg.sampler.train_sampler in ('RandomIdentitySampler', 'RandomActionSampler') \
+            and cfg.train.batch_size < cfg.sampler.num_instances:
+        raise ConfigError(
+            f'train.batch_size ({cfg.train.batch_size}) must be at least sampler.num_instances '
+            f'({cfg.sampler.num_instances}) for {cfg.sampler.train_sampler}')
+    _one_of('train.optim', cfg.train.optim, OPTIMIZERS)
+    _one_of('train.lr_scheduler', cfg.train.lr_scheduler, LR_SCHEDULERS)
+    if not cfg.train.stepsize or any(int(s) <= 0 for s in cfg.train.stepsize):
+        raise ConfigError(f'train.stepsize must be a non-empty list of positive epochs; got {cfg.train.stepsize}')
+    if cfg.train.gamma <= 0:
+        raise ConfigError(f'train.gamma must be positive; got {cfg.train.gamma}')
+    _one_of('train.checkpoint_metric', cfg.train.checkpoint_metric, CHECKPOINT_METRICS)
+    _one_of('train.mixed_precision', cfg.train.mixed_precision, PRECISIONS)
+    _positive('train.save_freq', cfg.train.save_freq)
+    _positive('train.keep_last', cfg.train.keep_last, allow_zero=True)
+    _one_of('loss.name', cfg.loss.name, LOSSES)
+    _one_of('test.dist_metric', cfg.test.dist_metric, DIST_METRICS)
+    if not cfg.test.ranks or any(r <= 0 for r in cfg.test.ranks):
+        raise ConfigError(f'test.ranks must be a non-empty list of positive ranks; got {cfg.test.ranks}')
+    if not _DEVICE.match(cfg.device):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {cfg.device!r}")
+    if cfg.loss.name == 'triplet' and cfg.loss.triplet.weight_x == 0 and cfg.train.fixbase_epoch > 0:
+        # with no ID loss the classifier (the only open layer in fixbase) gets no gradient
+        raise ConfigError('train.fixbase_epoch must be 0 when loss.name is triplet and loss.triplet.weight_x '
+                          f'is 0 (got fixbase_epoch={cfg.train.fixbase_epoch})')
+    if cfg.loss.name == 'triplet' and cfg.loss.triplet.weight_t == 0 and cfg.loss.triplet.weight_x == 0:
+        raise ConfigError('loss.triplet.weight_t and loss.triplet.weight_x cannot both be 0')
+    if cfg.loss.triplet.action_aware and cfg.loss.name != 'triplet':
+        raise ConfigError("loss.triplet.action_aware needs loss.name 'triplet'")
+    return cfg
+
+
+def check_registered_names(cfg):
+    """Dataset, model and transform names must be registered in the library (imports torchreid)."""
+    from torchreid.data import AVAILABLE_TRANSFORMS, list_image_datasets
+    from torchreid.models import list_models
+
+    datasets = list_image_datasets()
+    for key in ('sources', 'targets'):
+        unknown = [n for n in cfg.data[key] if n not in datasets]
+        if unknown:
+            raise ConfigError(f'data.{key}: unknown dataset(s) {unknown}; registered: {", ".join(datasets)}')
+    models = list_models()
+    if cfg.model.name not in models:
+        close = difflib.get_close_matches(cfg.model.name, models, n=3)
+        hint = f' (did you mean {", ".join(close)}?)' if close else ''
+        raise ConfigError(f'model.name: unknown model {cfg.model.name!r}{hint}; available: {", ".join(models)}')
+    unknown = [t for t in cfg.data.transforms if t not in AVAILABLE_TRANSFORMS]
+    if unknown:
+        raise ConfigError(f'data.transforms: unknown transform(s) {unknown}; '
+                          f'available: {", ".join(AVAILABLE_TRANSFORMS)}')
+    return cfg
+
+
+def resolve_device(name):
+    """'auto' -> 'cuda' when available, else 'cpu'; other names are returned as given."""
+    if name != 'auto':
+        return name
+    import torch
+
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Config -> library keyword arguments
+
+def imagedata_kwargs(cfg):
+    return {
+        'root': cfg.data.root,
+        'sources': list(cfg.data.sources),
+        'targets': list(cfg.data.targets),
+        'height': cfg.data.height,
+        'width': cfg.data.width,
+        'transforms': list(cfg.data.transforms),
+        'k_tfm': cfg.data.k_tfm,
+        'norm_mean': list(cfg.data.norm_mean),
+        'norm_std': list(cfg.data.norm_std),
+        'device': resolve_device(cfg.device),
+        'split_id': cfg.data.split_id,
+        'combineall': cfg.data.combineall,
+        'load_train_targets': cfg.data.load_train_targets,
+        'batch_size_train': cfg.train.batch_size,
+        'batch_size_test': cfg.test.batch_size,
+        'workers': cfg.data.workers,
+        'num_instances': cfg.sampler.num_instances,
+        'num_cams': cfg.sampler.num_cams,
+        'num_datasets': cfg.sampler.num_datasets,
+        'train_sampler': cfg.sampler.train_sampler,
+        'train_sampler_t': cfg.sampler.train_sampler_t,
+        'cuhk03_labeled': cfg.cuhk03.labeled_images,
+        'cuhk03_classic_split': cfg.cuhk03.classic_split,
+        'market1501_500k': cfg.market1501.use_500k_distractors,
+        'soccernetv3_training_subset': cfg.soccernetv3.training_subset,
+        'seed': cfg.train.seed,
+    }
+
+
+def videodata_kwargs(cfg):
+    raise ConfigError("data.type 'video' is not supported by this edition (image data only)")
+
+
+def model_kwargs(cfg, num_classes):
+    kwargs = {
+        'name': cfg.model.name,
+        'num_classes': num_classes,
+        'loss': cfg.loss.name,
+        'pretrained': cfg.model.pretrained,
+    }
+    if cfg.model.bnneck:  # only passed when on, so models without the option still build by default
+        kwargs['bnneck'] = True
+    return kwargs
+
+
+def optimizer_kwargs(cfg):
+    return {
+        'optim': cfg.train.optim,
+        'lr': cfg.train.lr,
+        'weight_decay': cfg.train.weight_decay,
+        'momentum': cfg.sgd.momentum,
+        'sgd_dampening': cfg.sgd.dampening,
+        'sgd_nesterov': cfg.sgd.nesterov,
+        'rmsprop_alpha': cfg.rmsprop.alpha,
+        'adam_beta1': cfg.adam.beta1,
+        'adam_beta2': cfg.adam.beta2,
+        'staged_lr': cfg.train.staged_lr,
+        'new_layers': list(cfg.train.new_layers),
+        'base_lr_mult': cfg.train.base_lr_mult,
+    }
+
+
+def lr_scheduler_kwargs(cfg):
+    return {
+        'lr_scheduler': cfg.train.lr_scheduler,
+        'stepsize': list(cfg.train.stepsize),
+        'gamma': cfg.train.gamma,
+        'max_epoch': cfg.train.max_epoch,
+        'warmup_epochs': cfg.train.warmup_epochs,
+        'warmup_factor': cfg.train.warmup_factor,
+        'min_lr': cfg.train.min_lr,
+    }
+
+
+def engine_kwargs(cfg):
+    """Keyword arguments of the engine's constructor beyond data manager, model, optimizer, scheduler."""
+    kwargs = {
+        'device': resolve_device(cfg.device),
+        'label_smooth': cfg.loss.softmax.label_smooth,
+        'mixed_precision': cfg.train.mixed_precision or None,
+        'channels_last': cfg.train.channels_last,
+        'grad_clip': cfg.train.grad_clip or None,
+    }
+    if cfg.loss.name == 'triplet':
+        kwargs.update(margin=cfg.loss.triplet.margin, weight_t=cfg.loss.triplet.weight_t,
+                      weight_x=cfg.loss.triplet.weight_x, action_aware=cfg.loss.triplet.action_aware)
+    return kwargs
+
+
+def engine_run_kwargs(cfg):
+    return {
+        'save_dir': cfg.data.save_dir,
+        'max_epoch': cfg.train.max_epoch,
+        'start_epoch': cfg.train.start_epoch,
+        'fixbase_epoch': cfg.train.fixbase_epoch,
+        'open_layers': list(cfg.train.open_layers),
+        'start_eval': cfg.test.start_eval,
+        'eval_freq': cfg.test.eval_freq,
+        'test_only': cfg.test.evaluate,
+        'print_freq': cfg.train.print_freq,
+        'dist_metric': cfg.test.dist_metric,
+        'normalize_feature': cfg.test.normalize_feature,
+        'visrank': cfg.test.visrank,
+        'visrank_topk': cfg.test.visrank_topk,
+        'ranks': list(cfg.test.ranks),
+        'rerank': cfg.test.rerank,
+        'rerank_k1': cfg.test.rerank_k1,
+        'rerank_k2': cfg.test.rerank_k2,
+        'rerank_lambda': cfg.test.rerank_lambda,
+        'export_ranking_results': cfg.test.export_ranking_results,
+        'use_metric_cuhk03': cfg.cuhk03.use_metric_cuhk03,
+        # ours
+        'query_expansion': cfg.test.query_expansion,
+        'visrank_max_queries': cfg.test.visrank_max_queries,
+        'checkpoint_metric': cfg.train.checkpoint_metric,
+        'save_freq': cfg.train.save_freq,
+        'keep_last': cfg.train.keep_last or None,
+        'resume': cfg.model.resume or None,
+    }
