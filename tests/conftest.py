@@ -1,5 +1,17 @@
-"""Shared fixtures: one tiny synthetic SoccerNet-v3 ReID set per test session."""
+"""Shared fixtures: one intra-op thread for torch, one tiny synthetic SoccerNet-v3 ReID set per session."""
 import pytest
+
+
+@pytest.fixture(scope='session', autouse=True)
+def single_torch_thread():
+    """The suite's models and images are tiny: a second OpenMP thread adds synchronisation cost, and on a
+    busy 2-core machine spinning threads make runs 10-20x slower and erratic rather than faster."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope='session')

@@ -1,18 +1,7 @@
 """Fixtures for the engine tests."""
 import pytest
-import torch
 
 from engine_helpers import make_datamanager
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: with several threads on a shared 2-core machine, OpenMP synchronisation
-    # costs 10-20x the work. Restored after each test so other test modules keep their setting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope='module')

@@ -99,16 +99,12 @@ class ImageDataManager(DataManager):
                  combineall=False, load_train_targets=False, batch_size_train=32, batch_size_test=32,
                  workers=4, num_instances=4, num_cams=1, num_datasets=1, train_sampler='RandomSampler',
                  train_sampler_t='RandomSampler', cuhk03_labeled=False, cuhk03_classic_split=False,
-                 market1501_500k=False, soccernetv3_training_subset=1.0, num_actions=None, seed=None,
+                 market1501_500k=False, soccernetv3_training_subset=1.0, seed=None,
                  download=True):
         super().__init__(sources=sources, targets=targets, height=height, width=width, transforms=transforms,
                          norm_mean=norm_mean, norm_std=norm_std, device=device, use_gpu=use_gpu)
         if int(workers) < 0:
             raise ValueError(f'workers must be >= 0, got {workers}')
-        if num_actions is not None:
-            # Kept for config compatibility; RandomActionSampler already uses as few actions as it can.
-            logger.info('num_actions=%s: the action sampler fills batches from as few actions as possible',
-                        num_actions)
         self.workers = int(workers)
         self.seed = seed
         self.batch_size_train = batch_size_train
