@@ -1,0 +1,302 @@
+"""Base dataset classes: the record lists every ReID dataset exposes, and image loading.
+
+A record is ``(img_path, pid, camid, dsetid)`` exactly as in Torchreid, so research code that unpacks
+them keeps working. Datasets that know more about each sample (SoccerNet-v3) keep that metadata in
+``train_info`` / ``query_info`` / ``gallery_info``, lists aligned with the record lists.
+"""
+import copy
+import logging
+import os.path as osp
+from typing import List, Optional, Sequence
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+__all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'summarise_paths']
+
+_MODES = ('train', 'query', 'gallery')
+_MAX_LISTED = 10
+
+
+class UnreadableImageError(OSError):
+    """An image file that does not exist or cannot be decoded."""
+
+
+def summarise_paths(paths: Sequence[str], limit: int = _MAX_LISTED) -> str:
+    """``'<count> file(s): a, b, ... (and N more)'``: error messages name every offender, briefly."""
+    paths = list(paths)
+    shown = ', '.join(str(p) for p in paths[:limit])
+    more = f' (and {len(paths) - limit} more)' if len(paths) > limit else ''
+    return f'{len(paths)} file(s): {shown}{more}'
+
+
+def read_image(path: str) -> Image.Image:
+    """Open ``path`` as an RGB PIL image; raise :class:`UnreadableImageError` naming the file otherwise."""
+    try:
+        with Image.open(path) as img:
+            return img.convert('RGB')
+    except FileNotFoundError as err:
+        raise UnreadableImageError(f'image file does not exist: {path}') from err
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UnreadableImageError(f'cannot decode image {path}: {err}') from err
+
+
+def _check_image(path: str) -> Optional[str]:
+    """None when ``path`` decodes fully, else the reason."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # verify() misses truncated pixel data; a full decode does not
+        return None
+    except Exception as err:  # any failure means the file cannot be trained on
+        return f'{type(err).__name__}: {err}'
+
+
+class Dataset:
+    """A ReID dataset: ``train``, ``query`` and ``gallery`` record lists plus one active ``mode``.
+
+    Args:
+        train, query, gallery: lists of ``(img_path, pid, camid)`` or ``(img_path, pid, camid, dsetid)``.
+        transform: callable applied to each loaded image (None: the PIL image is returned).
+        k_tfm: number of independent transform draws per image (> 1 returns a list of tensors).
+        mode: 'train', 'query' or 'gallery': the list ``__getitem__`` reads.
+        combineall: merge query and gallery identities into train (relabelled after the train pids).
+        verbose: log a summary table.
+        train_info, query_info, gallery_info: optional per-sample metadata aligned with the lists.
+    """
+    # How the engine evaluates this dataset: 'default' (Market-style), 'cuhk03' or 'soccernetv3'.
+    eval_metric = 'default'
+    # Challenge-like datasets have no labels: the engine exports rankings instead of scoring them.
+    hidden_labels = False
+    # Query/gallery pids that mark junk or distractor boxes: combineall leaves them out of train.
+    junk_pids = (-1,)
+    # True when camid is an index local to its split (SoccerNet actions): combineall then offsets the
+    # query/gallery camids past the train ones so actions of different splits stay apart.
+    camid_is_split_local = False
+    # Extra arguments the Torchreid data manager passes to every dataset (split_id, cuhk03_labeled, ...)
+    # are accepted through **kwargs so one call shape fits all datasets.
+
+    def __init__(self, train, query, gallery, transform=None, k_tfm=1, mode='train', combineall=False,
+                 verbose=True, train_info=None, query_info=None, gallery_info=None, **kwargs):
+        self.train = [self._as_record(r) for r in train]
+        self.query = [self._as_record(r) for r in query]
+        self.gallery = [self._as_record(r) for r in gallery]
+        self.train_info = self._check_info(train_info, self.train, 'train_info')
+        self.query_info = self._check_info(query_info, self.query, 'query_info')
+        self.gallery_info = self._check_info(gallery_info, self.gallery, 'gallery_info')
+        self.transform = transform
+        if int(k_tfm) < 1:
+            raise ValueError(f'k_tfm must be >= 1, got {k_tfm}')
+        self.k_tfm = int(k_tfm)
+        self.verbose = verbose
+
+        self.num_train_pids = self.get_num_pids(self.train)
+        self.num_train_cams = self.get_num_cams(self.train)
+        self.num_datasets = self.get_num_datasets(self.train)
+
+        if combineall:
+            self.combine_all()
+        self.set_mode(mode)
+        if self.verbose:
+            self.show_summary()
+
+    # ----- records -----
+    @staticmethod
+    def _as_record(record):
+        if len(record) == 3:
+            return (record[0], record[1], record[2], 0)
+        if len(record) == 4:
+            return tuple(record)
+        raise ValueError(f'a record must be (img_path, pid, camid[, dsetid]), got {record!r}')
+
+    @staticmethod
+    def _check_info(info, records, name):
+        if info is None:
+            return None
+        info = list(info)
+        if len(info) != len(records):
+            raise ValueError(f'{name} has {len(info)} entries but its record list has {len(records)}')
+        return info
+
+    @staticmethod
+    def get_num_pids(data) -> int:
+        return len({r[1] for r in data})
+
+    @staticmethod
+    def get_num_cams(data) -> int:
+        return len({r[2] for r in data})
+
+    @staticmethod
+    def get_num_datasets(data) -> int:
+        return len({r[3] for r in data})
+
+    def parse_data(self, data):
+        """``(num_pids, num_cams)`` of a record list (Torchreid's helper)."""
+        return self.get_num_pids(data), self.get_num_cams(data)
+
+    # ----- mode -----
+    def set_mode(self, mode: str) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        self.mode = mode
+
+    @property
+    def data(self) -> List[tuple]:
+        return getattr(self, self.mode)
+
+    @property
+    def data_info(self):
+        return getattr(self, f'{self.mode}_info')
+
+    def with_mode(self, mode: str, transform=None, keep_transform: bool = False) -> 'Dataset':
+        """A shallow copy reading another list (and with another transform); the lists are shared.
+
+        Lets the data manager build train/query/gallery views of one dataset without walking the
+        folders again (the real SoccerNet train split has ~248k files).
+        """
+        view = copy.copy(self)
+        view.set_mode(mode)
+        if not keep_transform:
+            view.transform = transform
+        return view
+
+    def combine_all(self) -> None:
+        """Add query and gallery identities to train, relabelled after the existing train pids."""
+        if self.hidden_labels:
+            raise ValueError(f'{type(self).__name__}: combineall needs labels, but this dataset hides them')
+        combined = list(self.train)
+        combined_info = list(self.train_info) if self.train_info is not None else None
+        pid_map = {}
+        cam_off = (max((r[2] for r in self.train), default=-1) + 1) if self.camid_is_split_local else 0
+        for records, info in ((self.query, self.query_info), (self.gallery, self.gallery_info)):
+            for i, (path, pid, camid, dsetid) in enumerate(records):
+                if pid in self.junk_pids:
+                    continue  # junk/distractor ids carry no identity to learn
+                key = (dsetid, pid)
+                if key not in pid_map:
+                    pid_map[key] = self.num_train_pids + len(pid_map)
+                combined.append((path, pid_map[key], camid + cam_off, dsetid))
+                if combined_info is not None:
+                    combined_info.append(info[i] if info is not None else None)
+        self.train = combined
+        self.train_info = combined_info
+        self.num_train_pids = self.get_num_pids(self.train)
+        self.num_train_cams = self.get_num_cams(self.train)
+
+    def __add__(self, other: 'Dataset') -> 'Dataset':
+        """Combine training sets; ``other``'s pids, camids and dsetids are offset past ours.
+
+        Train pids are expected relabelled 0..K-1, so the combined set has ``K1 + K2`` classes.
+
+        Query and gallery stay those of ``self`` (Torchreid semantics).
+        """
+        if not isinstance(other, Dataset):
+            return NotImplemented
+        train = list(self.train)
+        # Offsets past the largest ids used (not the counts), so sparse camids (Market's cameras,
+        # SoccerNet's action subsets) never collide.
+        pid_off = max((r[1] for r in self.train), default=-1) + 1
+        cam_off = max((r[2] for r in self.train), default=-1) + 1
+        dset_off = max((r[3] for r in self.train), default=-1) + 1
+        for path, pid, camid, dsetid in other.train:
+            train.append((path, pid + pid_off, camid + cam_off, dsetid + dset_off))
+        if self.train_info is None and other.train_info is None:
+            train_info = None
+        else:
+            train_info = (list(self.train_info) if self.train_info is not None else [None] * len(self.train))
+            train_info += (list(other.train_info) if other.train_info is not None else [None] * len(other.train))
+        combined = ImageDataset(train, self.query, self.gallery, transform=self.transform, k_tfm=self.k_tfm,
+                                mode=self.mode, combineall=False, verbose=False, train_info=train_info,
+                                query_info=self.query_info, gallery_info=self.gallery_info)
+        # The evaluation protocol is that of the query/gallery we keep.
+        combined.eval_metric = self.eval_metric
+        combined.hidden_labels = self.hidden_labels
+        for attr in ('ground_truth_path',):
+            if hasattr(self, attr):
+                setattr(combined, attr, getattr(self, attr))
+        return combined
+
+    def __radd__(self, other):
+        # sum([d1, d2]) starts from 0.
+        if other == 0:
+            return self
+        return NotImplemented
+
+    # ----- access -----
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _transform_image(self, img):
+        if self.transform is None:
+            return img
+        if self.k_tfm == 1:
+            return self.transform(img)
+        return [self.transform(img) for _ in range(self.k_tfm)]
+
+    def __getitem__(self, index: int) -> dict:
+        raise NotImplementedError
+
+    # ----- checks -----
+    def verify_images(self, subsets: Sequence[str] = _MODES) -> int:
+        """Decode every image of ``subsets``; raise one error listing all unreadable files.
+
+        Returns the number of images checked.
+        """
+        bad, count = [], 0
+        for subset in subsets:
+            if subset not in _MODES:
+                raise ValueError(f"subset must be one of {', '.join(_MODES)}, got {subset!r}")
+            for record in getattr(self, subset):
+                count += 1
+                reason = _check_image(record[0])
+                if reason is not None:
+                    bad.append((record[0], reason))
+        if bad:
+            listed = '; '.join(f'{p} ({why})' for p, why in bad[:_MAX_LISTED])
+            more = f' (and {len(bad) - _MAX_LISTED} more)' if len(bad) > _MAX_LISTED else ''
+            raise UnreadableImageError(
+                f'{type(self).__name__}: {len(bad)} of {count} image(s) cannot be decoded '
+                f'(every image must be a readable picture): {listed}{more}')
+        return count
+
+    # ----- summary -----
+    def summary_rows(self):
+        rows = []
+        for subset in _MODES:
+            records = getattr(self, subset)
+            # Hidden labels (challenge): every query/gallery pid is -1, an id count would mislead.
+            ids = 'hidden' if self.hidden_labels and subset != 'train' else self.get_num_pids(records)
+            rows.append((subset, ids, len(records), self.get_num_cams(records)))
+        return rows
+
+    def show_summary(self) -> None:
+        header = ('subset', '# ids', '# images', '# cameras')
+        rows = [tuple(str(c) for c in r) for r in self.summary_rows()]
+        widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(4)]
+        line = '  ' + '-' * (sum(widths) + 3 * 3)
+
+        def fmt(cells):
+            return '  ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths))
+
+        table = [f'=> Loaded {type(self).__name__}', line, fmt(header), line, *(fmt(r) for r in rows), line]
+        logger.info('\n'.join(table))
+
+    def __repr__(self) -> str:
+        parts = ', '.join(f'{s}: {n} ids / {m} images / {c} cams' for s, n, m, c in self.summary_rows())
+        return f'{type(self).__name__}(mode={self.mode!r}, {parts})'
+
+
+class ImageDataset(Dataset):
+    """A dataset of image records; items are ``{'img', 'pid', 'camid', 'impath', 'dsetid'}``."""
+
+    def __getitem__(self, index: int) -> dict:
+        img_path, pid, camid, dsetid = self.data[index]
+        img = self._transform_image(read_image(img_path))
+        return {'img': img, 'pid': pid, 'camid': camid, 'impath': img_path, 'dsetid': dsetid}
+
+    @staticmethod
+    def check_before_run(required_files: Sequence[str]) -> None:
+        """Raise naming every required path that is missing (Torchreid's helper)."""
+        missing = [p for p in required_files if not osp.exists(p)]
+        if missing:
+            raise FileNotFoundError(f'required path(s) missing: {summarise_paths(missing)}')
