@@ -270,6 +270,15 @@ class Engine:
             imgs = imgs.contiguous(memory_format=torch.channels_last)
         return imgs
 
+    def forward_train_batch(self, data):
+        """Move a training batch to the device and run ``self.model`` under autocast: ``(outputs, pids)``."""
+        imgs, pids = self.parse_data_for_train(data)
+        imgs = self.to_device(imgs)
+        pids = pids.to(self.device)
+        with self.autocast():
+            outputs = self.model(imgs)
+        return outputs, pids
+
     def backward_and_step(self, loss, names=None):
         """Zero the grads, backpropagate ``loss``, clip, and step the optimizers of ``names``.
 

@@ -44,11 +44,7 @@ class ImageSoftmaxEngine(Engine):
         self.criterion = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
 
     def forward_backward(self, data):
-        imgs, pids = self.parse_data_for_train(data)
-        imgs = self.to_device(imgs)
-        pids = pids.to(self.device)
-        with self.autocast():
-            outputs = self.model(imgs)
+        outputs, pids = self.forward_train_batch(data)
         # The loss is computed outside autocast, in float32 (the criterion casts the logits).
         loss = self.compute_loss(self.criterion, outputs, pids)
         self.backward_and_step(loss)

@@ -44,11 +44,7 @@ class ImageTripletEngine(Engine):
         self.criterion_x = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
 
     def forward_backward(self, data):
-        imgs, pids = self.parse_data_for_train(data)
-        imgs = self.to_device(imgs)
-        pids = pids.to(self.device)
-        with self.autocast():
-            outputs = self.model(imgs)
+        outputs, pids = self.forward_train_batch(data)
         if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
             raise TypeError('ImageTripletEngine: the model must return (logits, features) in train mode; '
                             "build it with loss='triplet'")

@@ -4,6 +4,8 @@ import logging
 import torch
 import torch.nn as nn
 
+from torchreid.utils.model_utils import named_children
+
 logger = logging.getLogger(__name__)
 
 __all__ = ['build_optimizer', 'AVAI_OPTIMS']
@@ -22,13 +24,7 @@ def _staged_param_groups(model, lr, new_layers, base_lr_mult):
             'build_optimizer: staged_lr=True needs new_layers (names of top-level child modules trained at the '
             'full lr, e.g. ["classifier"]); got none'
         )
-    children = dict(model.named_children())
-    missing = [name for name in new_layers if name not in children]
-    if missing:
-        raise ValueError(
-            f'build_optimizer: new_layers {missing} are not child modules of {type(model).__name__}; '
-            f'its children are {sorted(children)}'
-        )
+    children = named_children(model, new_layers, 'build_optimizer: new_layers')
     new_params = [p for name in new_layers for p in children[name].parameters()]
     new_ids = {id(p) for p in new_params}
     base_params = [p for p in model.parameters() if id(p) not in new_ids]

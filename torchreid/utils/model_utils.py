@@ -6,13 +6,27 @@ import torch.nn as nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['open_all_layers', 'open_specified_layers', 'count_num_param', 'resolve_device']
+__all__ = ['open_all_layers', 'open_specified_layers', 'count_num_param', 'resolve_device', 'named_children']
 
 
 def _unwrap(model):
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         return model.module
     return model
+
+
+def named_children(model, names, caller):
+    """``{name: module}`` for the named top-level children of ``model`` (DataParallel unwrapped).
+
+    A name that is not a child is an error naming ``caller``, the missing names and the children there are.
+    """
+    model = _unwrap(model)
+    children = dict(model.named_children())
+    missing = [name for name in names if name not in children]
+    if missing:
+        raise ValueError(f'{caller}: {missing} are not child modules of {type(model).__name__}; '
+                         f'its children are {sorted(children)}')
+    return children
 
 
 def open_all_layers(model):
@@ -36,13 +50,7 @@ def open_specified_layers(model, open_layers):
     if isinstance(open_layers, str):
         open_layers = [open_layers]
     open_layers = list(open_layers)
-    children = dict(model.named_children())
-    missing = [name for name in open_layers if name not in children]
-    if missing:
-        raise ValueError(
-            f'open_specified_layers: {missing} are not child modules of {type(model).__name__}; '
-            f'its children are {sorted(children)}'
-        )
+    children = named_children(model, open_layers, 'open_specified_layers')
     for name, module in children.items():
         is_open = name in open_layers
         module.train(is_open)
