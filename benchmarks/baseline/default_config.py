@@ -549,5 +549,4 @@ def engine_run_kwargs(cfg):
         'checkpoint_metric': cfg.train.checkpoint_metric,
         'save_freq': cfg.train.save_freq,
         'keep_last': cfg.train.keep_last or None,
-        'resume': cfg.model.resume or None,
     }

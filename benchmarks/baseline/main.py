@@ -191,7 +191,6 @@ def main(argv=None):
     console = _console_handler()
     lib_logger.addHandler(console)
     threads_before = torch.get_num_threads()
-    engine = None
     try:
         logger.info('Show configuration\n%s', cfg)
         if cfg.num_threads:
@@ -220,7 +219,7 @@ def main(argv=None):
             # weights, optimizer, scheduler, RNG states and best metric; in test-only mode the weights
             # are what is tested
             start_epoch = engine.resume(cfg.model.resume)
-            run_kwargs.update(start_epoch=start_epoch, resume=None)
+            run_kwargs['start_epoch'] = start_epoch
             logger.info('Resumed from "%s" (%d epochs done)', cfg.model.resume, start_epoch)
         results = engine.run(**run_kwargs)
         if results is None:
@@ -244,13 +243,11 @@ def main(argv=None):
             'start_epoch': start_epoch,
             'max_epoch': cfg.train.max_epoch,
             'test_only': cfg.test.evaluate,
-            'history': list(getattr(engine, 'history', [])),
+            'history': list(engine.history),
             'elapsed_s': elapsed,
             'config': cfg,
         }
     finally:
-        if getattr(engine, 'writer', None) is not None:
-            engine.writer.close()
         torch.set_num_threads(threads_before)
         lib_logger.removeHandler(console)
         remove_logging(file_handler)
