@@ -30,6 +30,11 @@ import re
 
 from yacs.config import CfgNode as CN
 
+from torchreid.data.samplers import AVAILABLE_SAMPLERS
+from torchreid.data.synthetic import PRESETS
+from torchreid.metrics.rank import EVAL_METRICS
+from torchreid.optim import AVAI_OPTIMS, AVAI_SCHEDULERS
+
 __all__ = [
     'ConfigError', 'get_default_config', 'merge_from_file', 'merge_from_list', 'check_cfg',
     'check_registered_names',
@@ -39,13 +44,13 @@ __all__ = [
 ]
 
 # Allowed values (checked by check_cfg; the library re-checks its own arguments as well).
-SAMPLERS = ('RandomSampler', 'SequentialSampler', 'RandomIdentitySampler', 'RandomActionSampler')
+# The library's own lists where it has them, so the config cannot drift from what the library accepts.
+SAMPLERS = AVAILABLE_SAMPLERS
 LOSSES = ('softmax', 'triplet')
 DIST_METRICS = ('euclidean', 'cosine')
-OPTIMIZERS = ('adam', 'amsgrad', 'sgd', 'rmsprop', 'radam', 'adamw')
-LR_SCHEDULERS = ('single_step', 'multi_step', 'cosine')
-EVAL_METRICS = ('default', 'cuhk03', 'soccernetv3')
-SYNTHETIC_PRESETS = ('', 'tiny', 'demo', 'full')
+OPTIMIZERS = AVAI_OPTIMS
+LR_SCHEDULERS = AVAI_SCHEDULERS
+SYNTHETIC_PRESETS = ('', *PRESETS)
 CHECKPOINT_METRICS = ('mAP', 'rank1', 'rank-1', 'mINP')
 PRECISIONS = ('', 'fp16', 'bf16')
 DATA_TYPES = ('image', 'video')

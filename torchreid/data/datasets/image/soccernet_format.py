@@ -16,7 +16,6 @@ dataset classes and the synthetic generator go through it.
 """
 import dataclasses
 import json
-import os
 import os.path as osp
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -206,10 +205,7 @@ def samples_to_gt_split(samples: Iterable[SoccerNetSample]) -> Dict[str, dict]:
 def write_ground_truth(path: str, query: Iterable[SoccerNetSample], gallery: Iterable[SoccerNetSample]) -> str:
     """Write the official ground-truth JSON for a query/gallery split, atomically. Returns ``path``."""
     data = {'query': samples_to_gt_split(query), 'gallery': samples_to_gt_split(gallery)}
-    parent = osp.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    atomic_write_json(path, data)
+    atomic_write_json(path, data)  # creates the parent folder
     return path
 
 
