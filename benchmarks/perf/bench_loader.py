@@ -81,21 +81,19 @@ def main(argv=None):
     for _ in range(args.rounds):
         for c in configs:
             results[c].append(measure(managers[c], args.batches))
-    rows = [(s_, w, statistics.median(results[(s_, w)])) for s_, w in configs]
+    medians = {c: statistics.median(runs) for c, runs in results.items()}
     print(f'\nDataset scan: {n_files} files in {scan_s * 1000:.0f} ms ({n_files / scan_s:,.0f} files/s); '
           f'{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}; median of {args.rounds} rounds '
           f'x {args.batches} batches of 32 at 256x128\n')
     print('| sampler | workers | images/s (median) | min | max |')
     print('|---|---:|---:|---:|---:|')
-    for sampler, workers, ips in rows:
-        runs = results[(sampler, workers)]
-        print(f'| {sampler} | {workers} | {ips:,.0f} | {min(runs):,.0f} | {max(runs):,.0f} |')
-    by = {(s, w): v for s, w, v in rows}
+    for (sampler, workers), runs in results.items():
+        print(f'| {sampler} | {workers} | {medians[(sampler, workers)]:,.0f} | {min(runs):,.0f} | {max(runs):,.0f} |')
     print()
     for sampler in ('RandomIdentitySampler', 'RandomActionSampler'):
-        print(f'{sampler}: workers=2 / workers=0 = {by[(sampler, 2)] / by[(sampler, 0)]:.2f}x')
+        print(f'{sampler}: workers=2 / workers=0 = {medians[(sampler, 2)] / medians[(sampler, 0)]:.2f}x')
     print(f'workers=0: RandomActionSampler / RandomIdentitySampler = '
-          f'{by[("RandomActionSampler", 0)] / by[("RandomIdentitySampler", 0)]:.2f}x')
+          f'{medians[("RandomActionSampler", 0)] / medians[("RandomIdentitySampler", 0)]:.2f}x')
 
 
 if __name__ == '__main__':

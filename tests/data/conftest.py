@@ -1,6 +1,7 @@
 """Helpers for the data tests: small hand-built SoccerNet-v3 trees (independent of the synthetic generator)."""
 import os
 import os.path as osp
+import shutil
 
 import pytest
 from PIL import Image
@@ -69,7 +70,6 @@ def build_tree(root, splits=('train', 'valid', 'test', 'challenge'), n_actions=4
                 dst = osp.join(reid, 'challenge', subset, format_filename(s, hide_labels=True))
                 os.makedirs(osp.dirname(dst), exist_ok=True)
                 os.replace(src, dst)
-        import shutil
         shutil.rmtree(osp.join(reid, 'challenge_tmp'))
         write_ground_truth(osp.join(reid, 'challenge_labels', 'bbox_info.json'), query, gallery)
         out['challenge'] = {'query': query, 'gallery': gallery}

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from torchreid.utils.model_utils import resolve_device
+
 from .datasets import ImageDataset, init_image_dataset
 from .samplers import build_train_sampler
 from .transforms import build_transforms
@@ -39,13 +41,12 @@ def _as_list(names: Union[None, str, Sequence[str]]) -> List[str]:
 
 
 def _resolve_device(device, use_gpu) -> torch.device:
+    """The project's :func:`resolve_device`, after mapping the deprecated ``use_gpu`` flag."""
     if use_gpu is not None:
         warnings.warn('use_gpu is deprecated; pass device="cuda" or device="cpu"', DeprecationWarning, stacklevel=3)
         if device is None:
             device = 'cuda' if (use_gpu and torch.cuda.is_available()) else 'cpu'
-    if device is None:
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return torch.device(device)
+    return resolve_device(device)
 
 
 class DataManager:
@@ -166,12 +167,7 @@ class ImageDataManager(DataManager):
                 raise ValueError(f'{name!r} has no training data, so it cannot be a {role} dataset '
                                  '(it can only be a target: query/gallery)')
             parts.append(dataset.with_mode('train', transform=self.transform_tr))
-        trainset = parts[0]
-        for part in parts[1:]:
-            trainset = trainset + part
-        trainset.transform = self.transform_tr
-        trainset.set_mode('train')
-        return trainset
+        return sum(parts)  # a single part is returned as is; ``+`` keeps the first part's transform and mode
 
     def _train_loader(self, trainset, sampler_name, batch_size, num_instances, num_cams, num_datasets,
                       loader_kwargs) -> DataLoader:

@@ -8,8 +8,8 @@ order depends only on ``(seed, epoch)`` instead (``set_epoch`` as in Distributed
 Epoch length: an identity sampler yields ``len(data_source)`` indices rounded down to whole batches
 (at least one batch), so an epoch sees about as many images as the dataset has, whatever the number
 of instances per identity. Identities with fewer than K images are sampled with replacement
-(Torchreid semantics); an epoch that needs more batches than one pass over the identities gives starts
-a new pass.
+(Torchreid semantics); when one pass over the identities gives fewer batches than an epoch needs,
+another pass is drawn.
 """
 import itertools
 import logging

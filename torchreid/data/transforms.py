@@ -178,11 +178,12 @@ def build_transforms(height: int, width: int, transforms: Union[None, str, Seque
         raise ValueError(f'norm_mean/norm_std need 3 values each (std > 0), got {norm_mean} / {norm_std}')
     normalize = ToNormalizedTensor(norm_mean, norm_std)
 
-    train: list = [v2.Resize((height, width), antialias=True)]
+    # random_crop resizes to (height, width) itself (enlarged when it crops): a Resize before it would
+    # resize every training image twice and crop from an already shrunk copy.
+    train: list = [RandomTranslateCrop(height, width) if 'random_crop' in names
+                   else v2.Resize((height, width), antialias=True)]
     if 'random_flip' in names:
         train.append(v2.RandomHorizontalFlip())
-    if 'random_crop' in names:
-        train.append(RandomTranslateCrop(height, width))
     if 'color_jitter' in names:
         train.append(v2.ColorJitter(brightness=0.2, contrast=0.15, saturation=0, hue=0))
     train.append(v2.ToImage())

@@ -7,13 +7,15 @@ them keeps working. Datasets that know more about each sample (SoccerNet-v3) kee
 import copy
 import logging
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from PIL import Image
 
+from torchreid.utils.tools import read_image as _read_image
+
 logger = logging.getLogger(__name__)
 
-__all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'summarise_paths']
+__all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'summarise_errors', 'summarise_paths']
 
 _MODES = ('train', 'query', 'gallery')
 _MAX_LISTED = 10
@@ -31,15 +33,20 @@ def summarise_paths(paths: Sequence[str], limit: int = _MAX_LISTED) -> str:
     return f'{len(paths)} file(s): {shown}{more}'
 
 
+def summarise_errors(errors: Sequence[Tuple[str, str]], limit: int = _MAX_LISTED) -> str:
+    """``'a: why; b: why (and N more)'`` for ``(path, reason)`` pairs, cut after ``limit``."""
+    errors = list(errors)
+    listed = '; '.join(f'{path}: {why}' for path, why in errors[:limit])
+    more = f' (and {len(errors) - limit} more)' if len(errors) > limit else ''
+    return f'{listed}{more}'
+
+
 def read_image(path: str) -> Image.Image:
-    """Open ``path`` as an RGB PIL image; raise :class:`UnreadableImageError` naming the file otherwise."""
+    """:func:`torchreid.utils.tools.read_image`, raising :class:`UnreadableImageError` (naming the file)."""
     try:
-        with Image.open(path) as img:
-            return img.convert('RGB')
-    except FileNotFoundError as err:
-        raise UnreadableImageError(f'image file does not exist: {path}') from err
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise UnreadableImageError(f'cannot decode image {path}: {err}') from err
+        return _read_image(path)
+    except OSError as err:  # missing (FileNotFoundError) or undecodable; the message names the path
+        raise UnreadableImageError(str(err)) from err
 
 
 def _check_image(path: str) -> Optional[str]:
@@ -148,7 +155,7 @@ class Dataset:
     def data_info(self):
         return getattr(self, f'{self.mode}_info')
 
-    def with_mode(self, mode: str, transform=None, keep_transform: bool = False) -> 'Dataset':
+    def with_mode(self, mode: str, transform=None) -> 'Dataset':
         """A shallow copy reading another list (and with another transform); the lists are shared.
 
         Lets the data manager build train/query/gallery views of one dataset without walking the
@@ -156,8 +163,7 @@ class Dataset:
         """
         view = copy.copy(self)
         view.set_mode(mode)
-        if not keep_transform:
-            view.transform = transform
+        view.transform = transform
         return view
 
     def combine_all(self) -> None:
@@ -211,9 +217,8 @@ class Dataset:
         # The evaluation protocol is that of the query/gallery we keep.
         combined.eval_metric = self.eval_metric
         combined.hidden_labels = self.hidden_labels
-        for attr in ('ground_truth_path',):
-            if hasattr(self, attr):
-                setattr(combined, attr, getattr(self, attr))
+        if hasattr(self, 'ground_truth_path'):
+            combined.ground_truth_path = self.ground_truth_path
         return combined
 
     def __radd__(self, other):
@@ -252,11 +257,9 @@ class Dataset:
                 if reason is not None:
                     bad.append((record[0], reason))
         if bad:
-            listed = '; '.join(f'{p} ({why})' for p, why in bad[:_MAX_LISTED])
-            more = f' (and {len(bad) - _MAX_LISTED} more)' if len(bad) > _MAX_LISTED else ''
             raise UnreadableImageError(
                 f'{type(self).__name__}: {len(bad)} of {count} image(s) cannot be decoded '
-                f'(every image must be a readable picture): {listed}{more}')
+                f'(every image must be a readable picture): {summarise_errors(bad)}')
         return count
 
     # ----- summary -----

@@ -16,7 +16,8 @@ import time
 import uuid
 from typing import Optional, Union
 
-from torchreid.data.datasets.image.soccernet_format import SoccerNetSample, format_filename, write_ground_truth
+from torchreid.data.datasets.image.soccernet_format import (SoccerNetSample, format_filename, samples_to_gt_split,
+                                                            write_ground_truth)
 from torchreid.utils.io import atomic_write_json
 
 from .plan import DatasetPlan, plan_dataset, plan_statistics
@@ -118,11 +119,8 @@ def _render_all(plan: DatasetPlan, out_dir: str, pool) -> int:
 def _write_labels(plan: DatasetPlan, out_dir: str) -> None:
     for name, split in plan.splits.items():
         if name == 'train':
-            records = {}
-            for _, action, box in split.boxes('train'):
-                records[box.bbox_idx] = _sample(box, action).to_gt_record()
-            flat = {str(k): records[k] for k in sorted(records)}
-            atomic_write_json(osp.join(out_dir, 'train', 'train_bbox_info.json'), flat)
+            train = samples_to_gt_split(_sample(b, a) for _, a, b in split.boxes('train'))
+            atomic_write_json(osp.join(out_dir, 'train', 'train_bbox_info.json'), train)
             continue
         query = [_sample(b, a) for _, a, b in split.boxes('query')]
         gallery = [_sample(b, a) for _, a, b in split.boxes('gallery')]
@@ -177,7 +175,7 @@ def generate_dataset(root: str, preset: Union[str, Preset] = 'tiny', seed: int =
     if osp.exists(target):
         if not osp.isdir(target):
             raise FileExistsError(f'{target} exists and is not a folder')
-        meta = read_meta(target) if osp.isfile(osp.join(target, META_NAME)) else None
+        meta = read_meta(target)
         if meta is not None and _matches(meta, preset, seed):
             logger.info('synthetic set already complete in %s (preset %s, seed %d)', target, preset.name, seed)
             return target
@@ -233,7 +231,7 @@ def generate_dataset(root: str, preset: Union[str, Preset] = 'tiny', seed: int =
 def _move_into_place(tmp: str, target: str, preset: Preset, seed: int, overwrite: bool) -> None:
     old = None
     if osp.exists(target):
-        meta = read_meta(target) if osp.isfile(osp.join(target, META_NAME)) else None
+        meta = read_meta(target)
         if meta is not None and _matches(meta, preset, seed):
             # another process finished the same set first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
@@ -245,7 +243,7 @@ def _move_into_place(tmp: str, target: str, preset: Preset, seed: int, overwrite
     try:
         os.rename(tmp, target)
     except OSError:
-        meta = read_meta(target) if osp.isdir(target) else None
+        meta = read_meta(target)
         if meta is not None and _matches(meta, preset, seed):
             shutil.rmtree(tmp, ignore_errors=True)
             return

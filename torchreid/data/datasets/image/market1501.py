@@ -56,14 +56,14 @@ class Market1501(ImageDataset):
 
     @staticmethod
     def process_dir(dir_path, relabel=False):
-        """Records of one folder; every ``.jpg`` must follow the naming rule (other files are an error)."""
-        names = sorted(e.name for e in os.scandir(dir_path) if e.is_file())
+        """Records of one folder; every file but OS metadata must follow the naming rule (else an error)."""
+        # OS metadata files (.DS_Store, Thumbs.db) are not images: skipped, and do not make a folder non-empty.
+        names = sorted(e.name for e in os.scandir(dir_path)
+                       if e.is_file() and not e.name.startswith('.') and e.name.lower() != 'thumbs.db')
         if not names:
             raise FileNotFoundError(f'split folder is empty: no .jpg images in {dir_path}')
         parsed, bad = [], []
         for name in names:
-            if name.startswith('.') or name.lower() in ('thumbs.db',):
-                continue  # OS metadata files, not images
             match = _NAME.match(name)
             if match is None:
                 bad.append(osp.join(dir_path, name))

@@ -19,8 +19,8 @@ import os.path as osp
 import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .soccernet_format import FilenameError, parse_filename, read_ground_truth
-from ..dataset import ImageDataset, summarise_paths
+from .soccernet_format import GT_FIELDS, FilenameError, parse_filename, read_ground_truth
+from ..dataset import ImageDataset, summarise_errors, summarise_paths
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,6 @@ def download_soccernetv3(dataset_dir: str, splits: Sequence[str]) -> List[str]:
     return missing
 
 
-def _summarise_errors(errors: List[Tuple[str, str]]) -> str:
-    listed = '; '.join(f'{path}: {why}' for path, why in errors[:_MAX_LISTED])
-    more = f' (and {len(errors) - _MAX_LISTED} more)' if len(errors) > _MAX_LISTED else ''
-    return f'{listed}{more}'
-
-
 def _index_ranges(indices: Sequence[int], limit: int = _MAX_LISTED) -> str:
     """``'3, 7-9, 12'`` for sorted ints, cut after ``limit`` ranges."""
     ranges, start, prev = [], None, None
@@ -148,7 +142,7 @@ def scan_subset(subset_dir: str, flat: bool, labelled: bool):
     if bad_names:
         raise SoccerNetDataError(
             f'{len(bad_names)} file(s) in {subset_dir} break the SoccerNet-v3 ReID naming rule: '
-            f'{_summarise_errors(bad_names)}')
+            f'{summarise_errors(bad_names)}')
     if misplaced:
         raise SoccerNetDataError(
             f'thumbnails must sit at {layout} below {subset_dir}; misplaced: {summarise_paths(misplaced)}')
@@ -170,15 +164,13 @@ def _check_bbox_indices(samples, subset_dir: str) -> None:
     if duplicates:
         raise SoccerNetDataError(
             f'bbox_idx must be unique within {subset_dir}; files sharing a bbox_idx: {summarise_paths(duplicates)}')
-    n = len(samples)
-    if samples[-1].bbox_idx != n - 1 or samples[0].bbox_idx != 0:
-        present = set(by_idx)
-        top = max(present)
-        missing = [i for i in range(top + 1) if i not in present]
-        raise SoccerNetDataError(
-            f'bbox_idx must run 0..N-1 without gaps within {subset_dir} ({n} files, largest bbox_idx {top}); '
-            f'missing bbox_idx: {_index_ranges(missing)}; the files after the first gap start with '
-            f'{osp.basename(samples[missing[0]].img_path) if missing and missing[0] < n else "?"}')
+    # Distinct non-negative indices that are not 0..N-1 leave a gap; the first one is below N.
+    top = samples[-1].bbox_idx
+    missing = [i for i in range(top + 1) if i not in by_idx]
+    raise SoccerNetDataError(
+        f'bbox_idx must run 0..N-1 without gaps within {subset_dir} ({len(samples)} files, largest bbox_idx '
+        f'{top}); missing bbox_idx: {_index_ranges(missing)}; the files after the first gap start with '
+        f'{osp.basename(samples[missing[0]].img_path)}')
 
 
 class _SoccerNetV3Base(ImageDataset):
@@ -265,7 +257,7 @@ class _SoccerNetV3Base(ImageDataset):
         for s in samples:  # already in bbox_idx order: labels follow first appearance
             pid = pid_map.setdefault(s.person_uid, len(pid_map))
             records.append((s.img_path, pid, s.action_idx, 0))
-        return records, list(samples)
+        return records, samples
 
     def _eval_record(self, sample):
         pid = -1 if self.hidden_labels else sample.person_uid
@@ -304,9 +296,7 @@ class _SoccerNetV3Base(ImageDataset):
             for key in sorted(set(on_disk) & set(records), key=int):
                 sample, record = on_disk[key], records[key]
                 checked += 1
-                fields = (('bbox_idx', 'action_idx', 'height', 'width') if not sample.labelled
-                          else ('bbox_idx', 'action_idx', 'person_uid', 'frame_idx', 'clazz', 'id', 'UAI',
-                                'relative_path', 'height', 'width'))
+                fields = GT_FIELDS if sample.labelled else ('bbox_idx', 'action_idx', 'height', 'width')
                 diffs = [f'{f}: disk {getattr(sample, f)!r} vs gt {record[f]!r}'
                          for f in fields if getattr(sample, f) != record[f]]
                 if diffs:
@@ -314,7 +304,7 @@ class _SoccerNetV3Base(ImageDataset):
         if problems:
             raise GroundTruthMismatchError(
                 f'{type(self).__name__}: {len(problems)} disagreement(s) between the thumbnails and {path} '
-                f'(every thumbnail must match its ground-truth record): {_summarise_errors(problems)}')
+                f'(every thumbnail must match its ground-truth record): {summarise_errors(problems)}')
         return checked
 
 
