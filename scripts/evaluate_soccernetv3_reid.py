@@ -34,7 +34,7 @@ def main(argv=None):
 
     try:
         res = evaluate_ranking_file(args.ranking_results, args.groundtruth)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, json.JSONDecodeError) as e:
+    except (ValueError, TypeError, KeyError, OSError) as e:  # JSONDecodeError is a ValueError
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f'Submission refused ({type(e).__name__}): {msg}', file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ Also: the ranking-file evaluator on the exported valid-scale JSON, ours vs the o
 """
 import argparse
 import gc
+import importlib
 import json
 import os
 import os.path as osp
@@ -123,9 +124,9 @@ def _maxrss_mib():
 
 
 def worker(method, data_path, out_path):
-    import torch  # noqa: F401  (imported before the baseline so its footprint is not counted)
-
-    import torchreid.metrics  # noqa: F401
+    # imported before the baseline so their footprint is not counted
+    importlib.import_module('torch')
+    importlib.import_module('torchreid.metrics')
 
     with np.load(data_path) as z:
         d = {k: z[k] for k in z.files}

@@ -110,6 +110,22 @@ def test_refusals_match_official(tmp_path):
         assert type(ours.value) in (ValueError, TypeError, KeyError), name
 
 
+def test_sparse_and_negative_gallery_ids_and_tuple_rankings(tmp_path):
+    # Gallery ids far apart or negative are valid for the official evaluator: scored, not refused.
+    gt = _gt(4)
+    remap = {k: (-7 if i == 0 else 10 ** 9 + 3 * i) for i, k in enumerate(gt['gallery'])}
+    gallery = {}
+    for k, rec in gt['gallery'].items():
+        gallery[str(remap[k])] = dict(rec, bbox_idx=remap[k])
+    gt = {'query': gt['query'], 'gallery': gallery}
+    rk = _random_rankings(gt, 4)
+    gt_path, rs_path = _write(tmp_path, 'gt.json', gt), _write(tmp_path, 'rs.json', rk)
+    off = _official(gt_path, rs_path)
+    ours = evaluate_ranking_file(rs_path, gt_path)
+    assert abs(ours['mAP'] - off['mAP']) <= 1e-9 and abs(ours['rank-1'] - float(off['rank-1'])) <= 1e-9
+    assert evaluate_ranking_dicts({k: tuple(v) for k, v in rk.items()}, gt)['mAP'] == ours['mAP']
+
+
 def test_export_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     nq, ng, dim = 30, 90, 8

@@ -111,8 +111,8 @@ def evaluate_ranking_dicts(rankings, ground_truth, class_groups=None):
     g_keys = list(galleries.keys())
     g_recs = list(galleries.values())
     g_bbox = [r['bbox_idx'] for r in g_recs]
-    if any(k != str(b) for k, b in zip(g_keys, g_bbox)):
-        raise ValueError('Ground truth: every gallery key must be the string of its record\'s bbox_idx')
+    if any(type(b) is not int or k != str(b) for k, b in zip(g_keys, g_bbox)):
+        raise ValueError('Ground truth: every gallery bbox_idx must be an int and its key the string of it')
     action2gidx = {}
     for r in g_recs:
         action2gidx.setdefault(r['action_idx'], []).append(r['bbox_idx'])
@@ -136,7 +136,7 @@ def evaluate_ranking_dicts(rankings, ground_truth, class_groups=None):
     }
     if all('clazz' in r for r in q_recs):
         groups = np.array([class_groups.get(r['clazz'], 'other') for r in q_recs])
-        names = [g for g in dict.fromkeys(list(class_groups.values()) + ['other'])]
+        names = dict.fromkeys(list(class_groups.values()) + ['other'])
         out['by_class_group'] = {g: _group_scores(groups == g, ap, inp, first) for g in names
                                  if g != 'other' or np.any(groups == 'other')}
     if all('height' in r for r in q_recs):
@@ -152,29 +152,25 @@ def _fast_checks(rankings, q_keys, q_recs, g_bbox, g_recs):
         lists = [rankings[k] for k in q_keys]
     except KeyError:
         return None
-    if any(type(v) is not list for v in lists):
+    if any(type(v) not in (list, tuple) for v in lists):
         return None
     nq = len(q_keys)
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=nq)
     flat_list = list(itertools.chain.from_iterable(lists))
     if flat_list and set(map(type, flat_list)) != {int}:
         return None  # non-int, or bool (an int subclass the official check lets through): walk it
-    if any(type(b) is not int or b < 0 for b in g_bbox):
-        return None
     try:
         flat = np.array(flat_list, dtype=np.int64)
+        g_ids = np.array(g_bbox, dtype=np.int64)
     except OverflowError:
         return None
-    lut_size = (max(g_bbox) + 1) if g_bbox else 0
-    if lut_size > 16 * (len(g_bbox) + 1024):
-        return None  # sparse ids: the table would be too large
-    if flat.size and (flat.min() < 0 or flat.max() >= lut_size):
+    # gallery list position of every ranked id (any int ids: sparse or negative ones too)
+    g_sorter = np.argsort(g_ids, kind='stable')
+    g_sorted = g_ids[g_sorter]
+    at = np.minimum(np.searchsorted(g_sorted, flat), max(g_ids.size - 1, 0))
+    if flat.size and (g_ids.size == 0 or np.any(g_sorted[at] != flat)):
         return None
-    lut = np.full(lut_size, -1, dtype=np.int64)
-    lut[np.asarray(g_bbox, dtype=np.int64)] = np.arange(len(g_bbox))
-    pos = lut[flat]
-    if np.any(pos < 0):
-        return None
+    pos = g_sorter[at]
     uniq, inv = np.unique(np.array([r['action_idx'] for r in q_recs] + [r['action_idx'] for r in g_recs]),
                           return_inverse=True)
     inv = inv.reshape(-1)

@@ -16,7 +16,7 @@ __all__ = ['rank_by_action', 'evaluate_soccernetv3']
 
 
 def _features(x, name):
-    x = _to_numpy(x, name)
+    x = _to_numpy(x)
     if x.ndim != 2:
         raise ValueError(f'{name} must be 2-D [num_samples, feature_dim], got shape {x.shape}')
     if x.dtype.kind != 'f' or x.dtype.itemsize < 4:   # ints, half precision: rank in float32
@@ -227,7 +227,7 @@ def evaluate_soccernetv3(qf, gf, q_pids, g_pids, q_actions, g_actions, max_rank=
     flat, offsets = _rank_by_action_csr(qf, gf, q_actions, g_actions, use_cython=use_cython, **rank_kwargs)
     nq = offsets.shape[0] - 1
     q_pids = _labels(q_pids, 'q_pids', nq)
-    g_pids = _labels(g_pids, 'g_pids', _to_numpy(gf, 'gf').shape[0])
+    g_pids = _labels(g_pids, 'g_pids', len(gf))  # gf's shape was checked when ranking
     if nq == 0:
         raise ValueError('No query to evaluate (qf has 0 rows)')
     qp, gp, _ = _joint_codes(q_pids, g_pids)

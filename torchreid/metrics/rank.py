@@ -92,14 +92,14 @@ def _use_cython(use_cython):
 # ----------------------------------------------------------------------------------------------------------
 # Input checks
 # ----------------------------------------------------------------------------------------------------------
-def _to_numpy(x, name):
+def _to_numpy(x):
     if hasattr(x, 'detach'):  # torch tensor, without importing torch here
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
 def _labels(x, name, expected_len=None):
-    x = _to_numpy(x, name)
+    x = _to_numpy(x)
     if x.ndim != 1:
         raise ValueError(f'{name} must be 1-D, got shape {x.shape}')
     if expected_len is not None and x.shape[0] != expected_len:
@@ -166,12 +166,10 @@ def _keep_mask(order, q_pids, g_pids, q_camids, g_camids, mode):
 
 def _distmat_metrics_np(order, q_pids, g_pids, q_camids, g_camids, mode):
     keep = _keep_mask(order, q_pids, g_pids, q_camids, g_camids, mode)
-    kept = keep.sum(axis=1).astype(np.int64)
     # Row-major boolean indexing lays the kept lists out one after the other: a CSR structure.
     matches = (g_pids[order] == q_pids[:, None])[keep]
-    offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
-    ap_sum, first, last, num_rel = _csr_metrics_np(matches, offsets)
-    return ap_sum, first, last, num_rel, kept
+    offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
+    return _csr_metrics_np(matches, offsets)
 
 
 def _cuhk03_sampled_ranks_np(order, q_pids, g_pids, q_camids, g_camids, keys):
@@ -255,7 +253,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, eval
         ``(cmc, mAP)`` (cmc: float64 ``[max_rank]``) or a :class:`RankResult`.
     """
     eval_metric = _resolve_metric(eval_metric, use_metric_cuhk03)
-    distmat = _to_numpy(distmat, 'distmat')
+    distmat = _to_numpy(distmat)
     if distmat.ndim != 2:
         raise ValueError(f'distmat must be 2-D [num_query, num_gallery], got shape {distmat.shape}')
     if distmat.dtype.kind not in 'fiu':
@@ -282,10 +280,10 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, eval
         order = np.ascontiguousarray(order)
         args = (order, qp[i:i + step], gp, qc[i:i + step], gc)
         if fast:
-            ap_sum, first, last, num_rel, _ = _rank_cy.distmat_metrics(*args, mode)
+            ap_sum, first, last, num_rel = _rank_cy.distmat_metrics(*args, mode)
             sampled = _rank_cy.cuhk03_sampled_ranks(*args, keys, num_pids) if keys is not None else None
         else:
-            ap_sum, first, last, num_rel, _ = _distmat_metrics_np(*args, mode)
+            ap_sum, first, last, num_rel = _distmat_metrics_np(*args, mode)
             sampled = _cuhk03_sampled_ranks_np(*args, keys) if keys is not None else None
         parts.append((ap_sum, first, last, num_rel, sampled))
     ap_sum, first, last, num_rel = (np.concatenate([p[j] for p in parts]) for j in range(4))

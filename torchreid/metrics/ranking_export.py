@@ -14,7 +14,7 @@ import numpy as np
 
 from torchreid.utils.io import atomic_write_json
 
-from .rank import _labels
+from .rank import _joint_codes, _labels
 
 __all__ = ['ranking_results_to_dict', 'export_ranking_results', 'ranking_filename']
 
@@ -50,10 +50,8 @@ def ranking_results_to_dict(rankings, q_bbox_idx, g_bbox_idx, q_actions, g_actio
     g_actions = _labels(g_actions, 'g_actions', ng)
     if len(rankings) != nq:
         raise ValueError(f'rankings has {len(rankings)} entries but there are {nq} queries: every query needs one')
-    uniq, inv = np.unique(np.concatenate([q_actions, g_actions]), return_inverse=True)
-    inv = inv.reshape(-1)
-    qa, ga = inv[:nq], inv[nq:]
-    g_count = np.bincount(ga, minlength=uniq.size)
+    qa, ga, num_actions = _joint_codes(q_actions, g_actions)
+    g_count = np.bincount(ga, minlength=num_actions)
     lengths = np.fromiter((len(r) for r in rankings), dtype=np.int64, count=nq)
     flat = np.concatenate([np.asarray(r).reshape(-1) for r in rankings]) if nq else np.zeros(0, np.int64)
     if flat.size and flat.dtype.kind not in 'iu':

@@ -21,6 +21,8 @@ same result (tested against each other).
 import numpy as np
 from scipy import sparse
 
+from .rank import _to_numpy
+
 __all__ = ['re_ranking']
 
 # Query-gallery pairs expanded at once in the Jaccard step (bounds its temporaries).
@@ -30,9 +32,7 @@ _DENSE_MAX = 1500
 
 
 def _as_f64(x, name):
-    if hasattr(x, 'detach'):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
+    x = _to_numpy(x).astype(np.float64, copy=False)
     if x.ndim != 2:
         raise ValueError(f'{name} must be 2-D, got shape {x.shape}')
     if not np.isfinite(x).all():

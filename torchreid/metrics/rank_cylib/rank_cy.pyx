@@ -13,8 +13,15 @@ from libc.stdint cimport int64_t, uint8_t
 cnp.import_array()
 
 
+def _per_query_outputs(Py_ssize_t n):
+    """The outputs of both metric loops for ``n`` queries: ``ap_sum`` (0), ``first`` and ``last`` hit (-1)
+    and ``num_rel`` (0), already holding the values of a query without a hit."""
+    return (np.zeros(n, dtype=np.float64), np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64),
+            np.zeros(n, dtype=np.int64))
+
+
 def csr_metrics(const uint8_t[::1] matches, const int64_t[::1] offsets):
-    """Per-segment AP, INP, first/last hit and number of hits of a flat 0/1 match vector.
+    """Per-segment AP sum, first/last hit and number of hits of a flat 0/1 match vector.
 
     Segment ``i`` is ``matches[offsets[i]:offsets[i + 1]]`` (one query's ranked list, best first).
     Returns ``(ap_sum, first, last, num_rel)``; ``ap_sum`` is the un-normalised sum of precision@hit.
@@ -23,14 +30,11 @@ def csr_metrics(const uint8_t[::1] matches, const int64_t[::1] offsets):
     cdef Py_ssize_t i, k, s, e
     cdef int64_t hits, first, last
     cdef double acc
-    ap_sum_arr = np.zeros(n, dtype=np.float64)
-    first_arr = np.full(n, -1, dtype=np.int64)
-    last_arr = np.full(n, -1, dtype=np.int64)
-    num_rel_arr = np.zeros(n, dtype=np.int64)
-    cdef double[::1] ap_sum = ap_sum_arr
-    cdef int64_t[::1] first_v = first_arr
-    cdef int64_t[::1] last_v = last_arr
-    cdef int64_t[::1] num_rel = num_rel_arr
+    out = _per_query_outputs(n)
+    cdef double[::1] ap_sum = out[0]
+    cdef int64_t[::1] first_v = out[1]
+    cdef int64_t[::1] last_v = out[2]
+    cdef int64_t[::1] num_rel = out[3]
     with nogil:
         for i in range(n):
             s = offsets[i]
@@ -50,13 +54,13 @@ def csr_metrics(const uint8_t[::1] matches, const int64_t[::1] offsets):
             first_v[i] = first
             last_v[i] = last
             num_rel[i] = hits
-    return ap_sum_arr, first_arr, last_arr, num_rel_arr
+    return out
 
 
 def distmat_metrics(const int64_t[:, ::1] order, const int64_t[::1] q_pids, const int64_t[::1] g_pids,
                     const int64_t[::1] q_camids, const int64_t[::1] g_camids, int mode):
     """Walk each row of a (stably) sorted distance matrix, keep the gallery items the protocol allows and
-    accumulate AP / first hit / last hit / hits / kept length per query.
+    accumulate AP / first hit / last hit / hits per query (returned as :func:`csr_metrics` does).
 
     ``mode`` 0 ('default', 'cuhk03'): drop gallery items with the same pid AND the same camera.
     ``mode`` 1 ('soccernetv3'): keep only gallery items with the query's camid (= action); drop nothing else.
@@ -66,16 +70,11 @@ def distmat_metrics(const int64_t[:, ::1] order, const int64_t[::1] q_pids, cons
     cdef Py_ssize_t i, k, g
     cdef int64_t pos, hits, first, last, qp, qc
     cdef double acc
-    ap_sum_arr = np.zeros(nq, dtype=np.float64)
-    first_arr = np.full(nq, -1, dtype=np.int64)
-    last_arr = np.full(nq, -1, dtype=np.int64)
-    num_rel_arr = np.zeros(nq, dtype=np.int64)
-    kept_arr = np.zeros(nq, dtype=np.int64)
-    cdef double[::1] ap_sum = ap_sum_arr
-    cdef int64_t[::1] first_v = first_arr
-    cdef int64_t[::1] last_v = last_arr
-    cdef int64_t[::1] num_rel = num_rel_arr
-    cdef int64_t[::1] kept = kept_arr
+    out = _per_query_outputs(nq)
+    cdef double[::1] ap_sum = out[0]
+    cdef int64_t[::1] first_v = out[1]
+    cdef int64_t[::1] last_v = out[2]
+    cdef int64_t[::1] num_rel = out[3]
     with nogil:
         for i in range(nq):
             qp = q_pids[i]
@@ -104,8 +103,7 @@ def distmat_metrics(const int64_t[:, ::1] order, const int64_t[::1] q_pids, cons
             first_v[i] = first
             last_v[i] = last
             num_rel[i] = hits
-            kept[i] = pos
-    return ap_sum_arr, first_arr, last_arr, num_rel_arr, kept_arr
+    return out
 
 
 def cuhk03_sampled_ranks(const int64_t[:, ::1] order, const int64_t[::1] q_pids, const int64_t[::1] g_pids,
