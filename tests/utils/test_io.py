@@ -60,3 +60,11 @@ def test_bad_mode_refused(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"):
         with atomic_write(str(tmp_path / 'x'), 'a'):
             pass
+
+
+def test_written_file_gets_the_umask_mode_not_owner_only(tmp_path):
+    path = tmp_path / 'a.json'
+    atomic_write_json(str(path), {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)

@@ -16,6 +16,12 @@ import tempfile
 __all__ = ['atomic_write', 'atomic_write_json', 'atomic_torch_save']
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode='w', encoding=None):
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically.
@@ -29,6 +35,8 @@ def atomic_write(path, mode='w', encoding=None):
     os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=directory)
     try:
+        # mkstemp makes the file owner-only and the rename keeps that: give it the mode open() would.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, mode, encoding=(encoding or 'utf-8') if mode == 'w' else None) as f:
             yield f
             f.flush()
