@@ -13,6 +13,7 @@ match PyTorch within ``--atol``; otherwise nothing is written.
 """
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import os.path as osp
@@ -146,9 +147,7 @@ def _parse_args(argv):
 def main(argv=None):
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    try:
-        import torchreid  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec('torchreid') is None:
         # Run from a checkout without installing: the package sits one folder up.
         sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from torchreid.models import build_model, load_pretrained_weights

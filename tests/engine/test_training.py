@@ -120,6 +120,21 @@ def test_fixbase_trains_only_open_layers(dm_valid, tmp_path):
     assert all(p.requires_grad for p in model.parameters())
 
 
+def test_parameters_frozen_by_the_model_stay_frozen(dm_valid, tmp_path):
+    # A model may freeze parameters itself (the BNNeck bias): neither training nor the end of the fixbase
+    # phase may open them.
+    set_random_seed(0)
+    model = tiny_model(dm_valid.num_train_pids)
+    model.classifier.bias.requires_grad_(False)
+    frozen = model.classifier.bias.detach().clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    engine = ImageSoftmaxEngine(dm_valid, model, optimizer, device='cpu', progress=False, tensorboard=False)
+    engine.run(save_dir=str(tmp_path), max_epoch=2, fixbase_epoch=1, open_layers=['classifier'], print_freq=100)
+    assert not model.classifier.bias.requires_grad
+    assert torch.equal(model.classifier.bias, frozen)
+    assert model.classifier.weight.requires_grad and model.backbone[0].weight.requires_grad
+
+
 def test_bf16_autocast_on_cpu_runs_one_step(dm_valid):
     batch = _first_batch(dm_valid)
     model = tiny_model(dm_valid.num_train_pids)

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+
+from utils_helpers import TinyNet
 
 ort = pytest.importorskip('onnxruntime')
 pytest.importorskip('onnx')
@@ -20,23 +21,10 @@ def _load_script():
     return module
 
 
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(8, 2)
-
-    def forward(self, x):
-        f = self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1)
-        return self.classifier(f) if self.training else f
-
-
 def test_export_matches_pytorch_with_dynamic_batch(tmp_path):
     script = _load_script()
     torch.manual_seed(0)
-    model = TinyNet()
+    model = TinyNet(channels=8)
     model.bn.running_mean.uniform_(-1, 1)  # non-trivial BN statistics, so eval mode matters
     out = tmp_path / 'sub' / 'tiny.onnx'
     result = script.export_onnx(model, str(out), height=32, width=16)

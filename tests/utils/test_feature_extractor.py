@@ -1,29 +1,12 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from PIL import Image
 
 from torchreid.utils.feature_extractor import FeatureExtractor
+from utils_helpers import TinyNet
 
 H, W = 64, 32
-
-
-class TinyNet(nn.Module):
-    """Conv + BN + pooling: eval-mode output depends on each image alone."""
-
-    feature_dim = 6
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(6, 2)
-
-    def forward(self, x):
-        f = self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1)
-        return f if not self.training else self.classifier(f)
 
 
 @pytest.fixture

@@ -37,9 +37,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchreid.losses import DeepSupervision
+from torchreid.metrics.rank import EVAL_METRICS
 from torchreid.utils.checkpoint import load_checkpoint, restore_checkpoint_state, save_checkpoint
 from torchreid.utils.loggers import MetricMeter, find_file_handler, remove_logging, setup_logging
-from torchreid.utils.model_utils import open_all_layers, open_specified_layers, resolve_device
+from torchreid.utils.model_utils import open_specified_layers, resolve_device
 from torchreid.utils.tools import get_rng_state, set_rng_state
 
 __all__ = ['Engine', 'EvalOptions']
@@ -52,7 +53,6 @@ _PRECISIONS = {
     'fp16': torch.float16, 'float16': torch.float16, 'half': torch.float16,
     'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
 }
-_EVAL_METRICS = ('default', 'cuhk03', 'soccernetv3')
 
 
 @dataclasses.dataclass
@@ -101,8 +101,8 @@ class EvalOptions:
         self.ranks = tuple(int(r) for r in self.ranks)
         if any(r < 1 for r in self.ranks):
             raise ValueError(f'EvalOptions.ranks must be positive ints, got {self.ranks}')
-        if self.eval_metric is not None and self.eval_metric not in _EVAL_METRICS:
-            raise ValueError(f'EvalOptions.eval_metric must be None or one of {_EVAL_METRICS}, '
+        if self.eval_metric is not None and self.eval_metric not in EVAL_METRICS:
+            raise ValueError(f'EvalOptions.eval_metric must be None or one of {EVAL_METRICS}, '
                              f'got {self.eval_metric!r}')
         if int(self.max_rank) < 1:
             raise ValueError(f'EvalOptions.max_rank must be >= 1, got {self.max_rank!r}')
@@ -187,6 +187,8 @@ class Engine:
         self.best_epoch = None
         self.checkpoint_metric = 'mAP'
         self._last_results = None
+        self._warned_no_metric = False
+        self._trainable_before_fixbase = None  # [(parameter, requires_grad)] saved by the fixbase phase
 
         self._models = OrderedDict()
         self._optims = OrderedDict()
@@ -373,16 +375,16 @@ class Engine:
 
     # ------------------------------------------------------------------ main loop
     def run(self, save_dir='log', max_epoch=0, start_epoch=0, print_freq=10, fixbase_epoch=0, open_layers=None,
-            start_eval=0, eval_freq=-1, test_only=False, dist_metric='euclidean', normalize_feature=False,
-            visrank=False, visrank_topk=10, use_metric_cuhk03=False, ranks=(1, 5, 10, 20), rerank=False,
-            export_ranking_results=False, query_expansion=False, visrank_max_queries=None, eval_metric=None,
-            checkpoint_metric='mAP', save_freq=1, keep_last=None, resume=None, rerank_k1=20, rerank_k2=6,
-            rerank_lambda=0.3):
+            start_eval=0, eval_freq=-1, test_only=False, checkpoint_metric='mAP', save_freq=1, keep_last=None,
+            resume=None, **eval_options):
         """Train for ``max_epoch`` epochs and/or evaluate (Torchreid's keywords, plus ours).
 
-        Ours: ``query_expansion``, ``visrank_max_queries``, ``rerank_k1`` / ``rerank_k2`` / ``rerank_lambda``, ``eval_metric`` (None: each dataset's own),
-        ``checkpoint_metric`` (``'mAP'``, ``'rank1'`` or ``'mINP'`` of the first target with labels decides
-        ``model-best.pth.tar``), ``save_freq`` (checkpoint every N epochs and after the last),
+        ``**eval_options`` are the fields of :class:`EvalOptions` (Torchreid's ``dist_metric``,
+        ``normalize_feature``, ``visrank``, ``visrank_topk``, ``use_metric_cuhk03``, ``ranks``, ``rerank``,
+        ``export_ranking_results``; ours ``query_expansion``, ``visrank_max_queries``, ``rerank_k1`` /
+        ``rerank_k2`` / ``rerank_lambda``, ``eval_metric``, ...); exports and pictures go to ``save_dir``.
+        Also ours: ``checkpoint_metric`` (``'mAP'``, ``'rank1'`` or ``'mINP'`` of the first target with labels
+        decides ``model-best.pth.tar``), ``save_freq`` (checkpoint every N epochs and after the last),
         ``keep_last`` (keep only the newest N epoch checkpoints), ``resume`` (checkpoint path, or dict
         name -> path, to continue from; overrides ``start_epoch``).
 
@@ -392,16 +394,9 @@ class Engine:
         Returns:
             dict: the results of the last test (see :meth:`test`), or None when no test ran.
         """
-        if visrank and not test_only:
+        options = EvalOptions(save_dir=save_dir, **eval_options)
+        if options.visrank and not test_only:
             logger.info('visrank is applied at the final test only')
-        options = EvalOptions(
-            dist_metric=dist_metric, normalize_feature=normalize_feature, rerank=rerank, rerank_k1=rerank_k1,
-            rerank_k2=rerank_k2, rerank_lambda=rerank_lambda,
-            query_expansion=query_expansion, ranks=ranks, use_metric_cuhk03=use_metric_cuhk03,
-            eval_metric=eval_metric, visrank=visrank, visrank_topk=visrank_topk,
-            visrank_max_queries=visrank_max_queries, export_ranking_results=export_ranking_results,
-            save_dir=save_dir,
-        )
         self.checkpoint_metric = _canonical_metric_name(checkpoint_metric)
         if save_freq is not None and int(save_freq) < 1:
             raise ValueError(f'save_freq must be a positive int or None (only the last epoch), got {save_freq!r}')
@@ -492,7 +487,7 @@ class Engine:
         for name, res in results.items():
             if res.get(self.checkpoint_metric) is not None:
                 return float(res[self.checkpoint_metric])
-        if not getattr(self, '_warned_no_metric', False):
+        if not self._warned_no_metric:
             logger.warning('No target with labels: model-best.pth.tar is not written')
             self._warned_no_metric = True
         return None
@@ -522,7 +517,7 @@ class Engine:
             end = time.time()
             # From the epoch, so a resumed run continues the TensorBoard curves where they stopped.
             self.global_step = self.epoch * self.num_batches + batch_idx + 1
-            if summary:
+            if summary and not bar.disable:
                 bar.set_postfix({k: f'{v:.3f}' for k, v in meters.averages().items()}, refresh=False)
             if print_freq and (batch_idx + 1) % print_freq == 0:
                 remaining = (self.num_batches - batch_idx - 1
@@ -554,13 +549,26 @@ class Engine:
         raise NotImplementedError(f'{type(self).__name__} must implement forward_backward(data)')
 
     def two_stepped_transfer_learning(self, epoch, fixbase_epoch, open_layers, model=None):
-        """For the first ``fixbase_epoch`` epochs train only ``open_layers``; then everything."""
+        """For the first ``fixbase_epoch`` epochs train only ``open_layers``; then what was trainable before.
+
+        Parameters the model keeps frozen itself (the BNNeck bias) or that the user froze stay frozen, in
+        ``open_layers`` too: the ``requires_grad`` flags are saved before the first fixbase epoch and put back
+        after the last one, rather than every parameter being opened (Torchreid's ``open_all_layers``) at
+        every epoch.
+        """
         model = self._models[self.get_model_names()[0]] if model is None else model
         if (epoch + 1) <= fixbase_epoch and open_layers is not None:
             logger.info('* Only train %s (epoch: %d/%d)', open_layers, epoch + 1, fixbase_epoch)
+            if self._trainable_before_fixbase is None:
+                self._trainable_before_fixbase = [(p, p.requires_grad) for p in model.parameters()]
             open_specified_layers(model, open_layers)
-        else:
-            open_all_layers(model)
+            for p, trainable in self._trainable_before_fixbase:
+                if not trainable:
+                    p.requires_grad_(False)
+        elif self._trainable_before_fixbase is not None:
+            for p, trainable in self._trainable_before_fixbase:
+                p.requires_grad_(trainable)
+            self._trainable_before_fixbase = None
 
     # ------------------------------------------------------------------ evaluation
     def test(self, options=None, *, epoch=None, final=True, **overrides):
@@ -619,8 +627,8 @@ class Engine:
             eval_metric = opts.eval_metric
         if eval_metric == 'default' and opts.use_metric_cuhk03:
             eval_metric = 'cuhk03'
-        if eval_metric not in _EVAL_METRICS:
-            raise ValueError(f'{name}: dataset declares eval_metric={eval_metric!r}; expected one of {_EVAL_METRICS}')
+        if eval_metric not in EVAL_METRICS:
+            raise ValueError(f'{name}: dataset declares eval_metric={eval_metric!r}; expected one of {EVAL_METRICS}')
         hidden = bool(getattr(qset, 'hidden_labels', False))
         if opts.query_expansion and eval_metric != 'soccernetv3':
             raise ValueError(f'{name}: query_expansion is implemented for soccernetv3 targets only '

@@ -19,10 +19,6 @@ def resnet_stages(net):
     return [(n, getattr(net, n)) for n in RESNET_STAGE_NAMES]
 
 
-def _apply_last_stride(net, extras):
-    set_last_stride(net, extras['last_stride'])
-
-
 def build_resnet(name, constructor, weights_enum, num_classes, loss, pretrained, kwargs, last_stride=2,
                  head_defaults=None, modify=None):
     """A torchvision ResNet-family network composed with the ReID head.
@@ -31,7 +27,7 @@ def build_resnet(name, constructor, weights_enum, num_classes, loss, pretrained,
     """
 
     def _modify(net, extras):
-        _apply_last_stride(net, extras)
+        set_last_stride(net, extras['last_stride'])
         if modify is not None:
             modify(net, extras)
 

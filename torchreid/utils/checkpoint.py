@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .io import atomic_torch_save, atomic_write
+from .model_utils import unwrap_model
 
 __all__ = [
     'CHECKPOINT_PREFIX',
@@ -47,36 +48,35 @@ _TMP_RE = re.compile(r'^\.(model\.pth\.tar-\d+|model-best\.pth\.tar)\..+\.tmp$')
 _NDARRAY_TAG = '__ndarray__'
 
 
+def _rebuild(obj, convert):
+    """``convert(obj)`` if it changes ``obj``; otherwise dicts, lists and tuples rebuilt with their items
+    passed through here (an OrderedDict stays one)."""
+    converted = convert(obj)
+    if converted is not obj:
+        return converted
+    if isinstance(obj, dict):
+        items = ((k, _rebuild(v, convert)) for k, v in obj.items())
+        return OrderedDict(items) if isinstance(obj, OrderedDict) else dict(items)
+    if isinstance(obj, list):
+        return [_rebuild(v, convert) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_rebuild(v, convert) for v in obj)
+    return obj
+
+
 def _encode(obj):
-    """Turn NumPy values into types ``torch.load(weights_only=True)`` accepts."""
+    """A NumPy value as a type ``torch.load(weights_only=True)`` accepts (use through :func:`_rebuild`)."""
     if isinstance(obj, np.ndarray):
         return {_NDARRAY_TAG: obj.tolist(), 'dtype': str(obj.dtype), 'shape': list(obj.shape)}
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, OrderedDict):
-        return OrderedDict((k, _encode(v)) for k, v in obj.items())
-    if isinstance(obj, dict):
-        return {k: _encode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_encode(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_encode(v) for v in obj)
     return obj
 
 
 def _decode(obj):
     """Inverse of :func:`_encode`."""
-    if isinstance(obj, dict):
-        if _NDARRAY_TAG in obj and set(obj) == {_NDARRAY_TAG, 'dtype', 'shape'}:
-            return np.asarray(obj[_NDARRAY_TAG], dtype=np.dtype(obj['dtype'])).reshape(obj['shape'])
-        items = ((k, _decode(v)) for k, v in obj.items())
-        return OrderedDict(items) if isinstance(obj, OrderedDict) else dict(items)
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_decode(v) for v in obj)
+    if isinstance(obj, dict) and _NDARRAY_TAG in obj and set(obj) == {_NDARRAY_TAG, 'dtype', 'shape'}:
+        return np.asarray(obj[_NDARRAY_TAG], dtype=np.dtype(obj['dtype'])).reshape(obj['shape'])
     return obj
 
 
@@ -135,7 +135,7 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
     state = dict(state)
     if remove_module_from_keys:
         state['state_dict'] = _strip_module_prefix(state['state_dict'])
-    state = _encode(state)
+    state = _rebuild(state, _encode)
 
     os.makedirs(save_dir, exist_ok=True)
     _remove_stale_temp_files(save_dir)
@@ -192,11 +192,7 @@ def load_checkpoint(fpath, weights_only=True):
             f'checkpoint "{fpath}" is corrupt, truncated or not a PyTorch checkpoint: '
             f'{type(e).__name__}: {e}'
         ) from e
-    return _decode(checkpoint)
-
-
-def _unwrap(model):
-    return model.module if hasattr(model, 'module') and isinstance(model.module, torch.nn.Module) else model
+    return _rebuild(checkpoint, _decode)
 
 
 def restore_checkpoint_state(checkpoint, model, optimizer=None, scheduler=None, scaler=None,
@@ -207,7 +203,7 @@ def restore_checkpoint_state(checkpoint, model, optimizer=None, scheduler=None, 
     """
     if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
         raise KeyError(f'"{fpath}" has no "state_dict" entry: not a resumable checkpoint')
-    _unwrap(model).load_state_dict(_strip_module_prefix(checkpoint['state_dict']))
+    unwrap_model(model).load_state_dict(_strip_module_prefix(checkpoint['state_dict']))
     logger.info('Loaded model weights from "%s"', fpath)
     if optimizer is not None:
         if checkpoint.get('optimizer') is None:

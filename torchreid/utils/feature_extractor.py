@@ -21,15 +21,8 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 def _test_transform(height, width, mean, std):
     """The data manager's test transform, so features match the engine's extraction exactly."""
-    try:
-        from torchreid.data.transforms import build_transforms
-    except ImportError as e:
-        # The data package is optional for pure-inference installs; the fallback is the same recipe
-        # (resize, to tensor, normalize) that the test transform applies.
-        logger.warning('torchreid.data.transforms unavailable (%s); using resize + ToTensor + Normalize', e)
-        import torchvision.transforms as T
+    from torchreid.data.transforms import build_transforms
 
-        return T.Compose([T.Resize((height, width)), T.ToTensor(), T.Normalize(mean=mean, std=std)])
     _, transform_te = build_transforms(height, width, transforms=None, norm_mean=mean, norm_std=std)
     return transform_te
 

@@ -6,10 +6,12 @@ import torch.nn as nn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['open_all_layers', 'open_specified_layers', 'count_num_param', 'resolve_device', 'named_children']
+__all__ = ['open_all_layers', 'open_specified_layers', 'count_num_param', 'resolve_device', 'named_children',
+           'unwrap_model']
 
 
-def _unwrap(model):
+def unwrap_model(model):
+    """The model inside a DataParallel / DistributedDataParallel wrapper (any other model as it is)."""
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         return model.module
     return model
@@ -20,7 +22,7 @@ def named_children(model, names, caller):
 
     A name that is not a child is an error naming ``caller``, the missing names and the children there are.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     children = dict(model.named_children())
     missing = [name for name in names if name not in children]
     if missing:
@@ -46,7 +48,6 @@ def open_specified_layers(model, open_layers):
         model (nn.Module): the model (a DataParallel wrapper is unwrapped).
         open_layers (str or list of str): names of top-level children, e.g. ``'classifier'``.
     """
-    model = _unwrap(model)
     if isinstance(open_layers, str):
         open_layers = [open_layers]
     open_layers = list(open_layers)
@@ -65,7 +66,7 @@ def count_num_param(model):
     identity classifier is dropped at test time.
     """
     num_param = sum(p.numel() for p in model.parameters())
-    model = _unwrap(model)
+    model = unwrap_model(model)
     classifier = getattr(model, 'classifier', None)
     if isinstance(classifier, nn.Module):
         num_param -= sum(p.numel() for p in classifier.parameters())

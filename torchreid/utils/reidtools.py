@@ -3,11 +3,11 @@ import functools
 import logging
 import os
 import os.path as osp
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .io import atomic_write
 from .tools import mkdir_if_missing, read_image
 
 logger = logging.getLogger(__name__)
@@ -185,15 +185,9 @@ def _is_unknown(pid):
 
 
 def _save_png(img, path):
-    """Save to a temporary file beside ``path`` and rename it, so no partial picture is ever left behind."""
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.', suffix='.tmp', dir=osp.dirname(path) or '.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            img.save(f, format='PNG')
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files; pictures are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write atomically (no partial picture is ever left behind), readable by all as a plain file would be."""
+    with atomic_write(path, 'wb') as f:
+        img.save(f, format='PNG')
+        if hasattr(os, 'fchmod'):
+            os.fchmod(f.fileno(), 0o644)  # mkstemp creates 0600 files; pictures are meant to be shared
     return path

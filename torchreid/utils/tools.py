@@ -1,5 +1,4 @@
 """Small helpers: seeding and RNG state capture, folders/files, image reading, environment report."""
-import errno
 import logging
 import os
 import os.path as osp
@@ -29,9 +28,7 @@ def set_random_seed(seed, deterministic=False):
     random.seed(seed)
     # NumPy's legacy seeding only accepts 32-bit seeds.
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # seeds CUDA devices too
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -98,12 +95,8 @@ def set_rng_state(state):
 
 
 def mkdir_if_missing(dirname):
-    """Create ``dirname`` (and its parents) if it does not exist yet."""
-    try:
-        os.makedirs(dirname, exist_ok=True)
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            raise
+    """Create ``dirname`` (and its parents) if it does not exist yet (an existing file there is an error)."""
+    os.makedirs(dirname, exist_ok=True)
 
 
 def check_isfile(fpath):
