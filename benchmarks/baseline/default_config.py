@@ -109,6 +109,8 @@ def get_default_config():
     cfg.sampler.train_sampler = 'RandomIdentitySampler'
     cfg.sampler.train_sampler_t = 'RandomIdentitySampler'
     cfg.sampler.num_instances = 4  # K in P x K
+    # RandomActionSampler: identities taken from each action of a batch (0: whole actions, fewest actions)
+    cfg.sampler.num_pids_per_action = 4
     cfg.sampler.num_cams = 1
     cfg.sampler.num_datasets = 1
 
@@ -368,6 +370,9 @@ def check_cfg(cfg):
     if any(s <= 0 for s in cfg.data.norm_std):
         raise ConfigError(f'data.norm_std must be positive; got {list(cfg.data.norm_std)}')
     _one_of('sampler.train_sampler', cfg.sampler.train_sampler, SAMPLERS)
+    if cfg.sampler.num_pids_per_action == 1 or cfg.sampler.num_pids_per_action < 0:
+        raise ConfigError(f'sampler.num_pids_per_action must be 0 (whole actions) or >= 2 (an identity needs a '
+                          f'same-action negative); got {cfg.sampler.num_pids_per_action}')
     _one_of('sampler.train_sampler_t', cfg.sampler.train_sampler_t, SAMPLERS)
     if cfg.sampler.train_sampler in ('RandomIdentitySampler', 'RandomActionSampler') \
             and cfg.train.batch_size < cfg.sampler.num_instances:
@@ -454,6 +459,7 @@ def imagedata_kwargs(cfg):
         'batch_size_test': cfg.test.batch_size,
         'workers': cfg.data.workers,
         'num_instances': cfg.sampler.num_instances,
+        'num_pids_per_action': cfg.sampler.num_pids_per_action or None,
         'num_cams': cfg.sampler.num_cams,
         'num_datasets': cfg.sampler.num_datasets,
         'train_sampler': cfg.sampler.train_sampler,

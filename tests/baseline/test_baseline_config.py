@@ -125,6 +125,8 @@ def test_snreid_config_file_loads_unchanged(tmp_path):
     data_kw = dc.imagedata_kwargs(cfg)
     assert data_kw['soccernetv3_training_subset'] == 0.01
     assert data_kw['train_sampler'] == 'RandomIdentitySampler' and data_kw['num_instances'] == 4
+    assert data_kw['num_pids_per_action'] == 4  # our key, absent from the sn-reid file: its default
+    assert dc.imagedata_kwargs(build(['sampler.num_pids_per_action', '0']))['num_pids_per_action'] is None
     assert dc.optimizer_kwargs(cfg)['adam_beta2'] == 0.999
     assert dc.lr_scheduler_kwargs(cfg)['stepsize'] == [20]
     run_kw = dc.engine_run_kwargs(cfg)
@@ -198,6 +200,7 @@ def test_unknown_section_and_command_line_key(tmp_path):
     ('data.sources', 'soccernet', ['data.sources', 'soccernetv3_test']),
     ('data.targets', "['soccernetv3', 'market']", ['data.targets', "'market'", 'market1501']),
     ('data.transforms', "['random_flip', 'random_erasing']", ['data.transforms', 'random_erase']),
+    ('sampler.num_pids_per_action', '1', ['sampler.num_pids_per_action', '0 (whole actions) or >= 2']),
 ])
 def test_bad_values_name_key_and_allowed_values(key, value, words):
     with pytest.raises(dc.ConfigError) as err:

@@ -68,6 +68,13 @@ def test_action_sampler_batches_in_loader(shared_tree):
         # 4 ids per action in the tree, P=4: each batch is one action
         assert batch['camid'].unique().numel() == 1
         assert batch['pid'].unique().numel() == 4
+    # num_pids_per_action=2: two identities from each of two actions
+    dm = _dm(root, train_sampler='RandomActionSampler', num_instances=2, num_pids_per_action=2)
+    assert dm.train_loader.sampler.num_pids_per_action == 2
+    for batch in dm.train_loader:
+        actions, counts = batch['camid'].unique(return_counts=True)
+        assert actions.numel() == 2 and counts.tolist() == [4, 4]
+        assert batch['pid'].unique().numel() == 4
 
 
 def test_random_sampler_drop_last_rules(shared_tree):

@@ -53,39 +53,72 @@ def test_identity_sampler_p_by_k(layout, k, p, seed):
             assert len({records[i][1] for i in batch[j:j + k]}) == 1
 
 
-@settings(max_examples=40, deadline=None)
-@given(layout=action_layouts, k=st.sampled_from([1, 2, 4]), p=st.integers(2, 6), seed=st.integers(0, 2 ** 31))
-def test_action_sampler_composition(layout, k, p, seed):
+@settings(max_examples=60, deadline=None)
+@given(layout=action_layouts, k=st.sampled_from([1, 2, 4]), p=st.integers(2, 6), m=st.sampled_from([None, 2, 3]),
+       seed=st.integers(0, 2 ** 31))
+def test_action_sampler_composition(layout, k, p, m, seed):
     records = make_records(layout)
-    n_pids = len({r[1] for r in records})
-    if n_pids < p or all(len(a) < 2 for a in layout):
-        with pytest.raises(ValueError):
-            RandomActionSampler(records, p * k, k)
+    # identities a batch can gather: at most M from each action that has >= 2
+    fill = sum(min(m or p, p, len(a)) for a in layout if len(a) >= 2)
+    if fill < p:
+        with pytest.raises(ValueError, match='at least 2 identities|at least P'):
+            RandomActionSampler(records, p * k, k, num_pids_per_action=m)
         return
     torch.manual_seed(seed)
-    sampler = RandomActionSampler(records, p * k, k)
+    sampler = RandomActionSampler(records, p * k, k, num_pids_per_action=m)
+    lone = {r[1] for r in records if len(layout[r[2]]) == 1}
     for batch in batches_of(sampler, p * k):
         pids = Counter(records[i][1] for i in batch)
         assert len(pids) == p and set(pids.values()) == {k}  # P distinct ids x K each
+        assert not lone & set(pids)  # an identity alone in its action has no negative: never sampled
         by_action = defaultdict(set)
         for i in batch:
             by_action[records[i][2]].add(records[i][1])
-        # an action-aware triplet finds a negative: >= 2 ids share an action
-        assert max(len(ids) for ids in by_action.values()) >= 2
-        # few actions: no more than needed. Every action but the one giving the most ids is used to fill,
-        # so the number of actions is at most 1 + (P - ids of the largest group).
-        assert len(by_action) <= 1 + p - max(len(ids) for ids in by_action.values())
+        groups = sorted(len(ids) for ids in by_action.values())
+        # an action-aware triplet finds a negative: >= 2 ids share an action; only the last group may be 1
+        assert groups[-1] >= 2 and groups.count(1) <= 1
+        assert groups[-1] <= (m or p)
+        if m is None:  # fewest actions: every action but the one giving the most ids is used to fill
+            assert len(groups) <= 1 + p - groups[-1]
 
 
 def test_action_sampler_single_action_batches_when_possible():
-    # every action has 8 identities with 4 images: with P=8, K=4 each batch is exactly one action
+    # every action has 8 identities with 4 images: with P=8, K=4 and whole actions each batch is one action
     records = make_records([[4] * 8 for _ in range(10)])
     torch.manual_seed(0)
-    sampler = RandomActionSampler(records, 32, 4)
+    sampler = RandomActionSampler(records, 32, 4, num_pids_per_action=None)
     batches = batches_of(sampler, 32)
     assert len(batches) == 10
     assert all(len({records[i][2] for i in b}) == 1 for b in batches)
     assert sorted(records[b[0]][2] for b in batches) == list(range(10))  # each action once
+
+
+def test_action_sampler_groups_of_m_identities():
+    # 8 identities per action, P=8, M=4 (the default): each batch is 4 identities from each of 2 actions,
+    # and one epoch uses every identity once
+    records = make_records([[4] * 8 for _ in range(10)])
+    torch.manual_seed(0)
+    sampler = RandomActionSampler(records, 32, 4)
+    assert sampler.num_pids_per_action == 4
+    batches = batches_of(sampler, 32)
+    assert len(batches) == 10
+    for batch in batches:
+        by_action = Counter(records[i][2] for i in batch)
+        assert sorted(by_action.values()) == [16, 16]
+    assert sorted(i for b in batches for i in b) == list(range(len(records)))
+
+
+@pytest.mark.parametrize('m', [1, 0, 2.5])
+def test_action_sampler_rejects_bad_group_size(m):
+    with pytest.raises(ValueError, match='num_pids_per_action'):
+        RandomActionSampler(make_records([[2, 2, 2]]), 4, 2, num_pids_per_action=m)
+
+
+def test_action_sampler_warns_about_lone_identities(caplog):
+    records = make_records([[2, 2], [3], [2]])
+    with caplog.at_level('WARNING'):
+        RandomActionSampler(records, 4, 2)
+    assert '2 identities are alone in their action' in caplog.text
 
 
 def test_action_sampler_separates_datasets():

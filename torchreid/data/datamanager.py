@@ -93,6 +93,7 @@ class ImageDataManager(DataManager):
     ``soccernetv3_training_subset`` and ``download`` are passed to every dataset (others ignore them).
     ``seed``: when set, identity/action samplers order each epoch by (seed, epoch) and
     :meth:`set_epoch` must be called on resume; when None, they draw from torch's global generator.
+    ``num_pids_per_action``: identities per action in a ``RandomActionSampler`` batch (None: whole actions).
     """
 
     def __init__(self, root='', sources=None, targets=None, height=256, width=128, transforms='random_flip',
@@ -101,7 +102,7 @@ class ImageDataManager(DataManager):
                  workers=4, num_instances=4, num_cams=1, num_datasets=1, train_sampler='RandomSampler',
                  train_sampler_t='RandomSampler', cuhk03_labeled=False, cuhk03_classic_split=False,
                  market1501_500k=False, soccernetv3_training_subset=1.0, seed=None,
-                 download=True):
+                 download=True, num_pids_per_action=4):
         super().__init__(sources=sources, targets=targets, height=height, width=width, transforms=transforms,
                          norm_mean=norm_mean, norm_std=norm_std, device=device, use_gpu=use_gpu)
         if int(workers) < 0:
@@ -110,6 +111,7 @@ class ImageDataManager(DataManager):
         self.seed = seed
         self.batch_size_train = batch_size_train
         self.batch_size_test = batch_size_test
+        self.num_pids_per_action = num_pids_per_action
         pin_memory = self.device.type == 'cuda'
         self._dataset_kwargs = dict(
             root=root, k_tfm=k_tfm, combineall=combineall, split_id=split_id, cuhk03_labeled=cuhk03_labeled,
@@ -173,7 +175,7 @@ class ImageDataManager(DataManager):
                       loader_kwargs) -> DataLoader:
         sampler = build_train_sampler(trainset.train, sampler_name, batch_size=batch_size,
                                       num_instances=num_instances, num_cams=num_cams, num_datasets=num_datasets,
-                                      seed=self.seed)
+                                      num_pids_per_action=self.num_pids_per_action, seed=self.seed)
         # P x K batches must stay whole (Torchreid drops the tail). Random/sequential keep the tail,
         # unless it is a single image, which BatchNorm cannot train on.
         drop_last = sampler_name in _ID_SAMPLERS or len(trainset.train) % batch_size == 1

@@ -131,67 +131,80 @@ class RandomIdentitySampler(_EpochSampler):
 
 
 class RandomActionSampler(_EpochSampler):
-    """P x K batches drawn from as few actions as possible (the action is ``camid``, per ``dsetid``).
+    """P x K batches made of small groups of identities that share an action (the action is ``camid``,
+    per ``dsetid``).
 
     Identities of one SoccerNet action are different people, so batch members sharing an action are
-    sure negatives for the action-aware triplet loss. A batch starts from an action that still has at
-    least two identities to give (so every batch holds >= 2 identities of one action), takes up to P of
-    its identities, then fills from the next actions in the epoch's random order; each identity appears
-    once per batch with K instances. Identities left alone in their action are used as fillers.
+    sure negatives for the action-aware triplet loss, and they are the hard negatives the same-action
+    evaluation asks to separate. A batch takes ``num_pids_per_action`` identities (M) from each of
+    several actions, in the epoch's random order of actions, until it holds P identities; an action
+    with fewer than M identities left gives what it has, and the batch's last action gives only what
+    is still missing. An action with fewer than two identities left is done for the pass, so every
+    group has >= 2 identities except, rarely, a last one of a single identity.
+
+    ``num_pids_per_action=None`` fills a batch from as few actions as possible (up to P identities of
+    one action). Several actions per batch train better: measured on the synthetic demo set
+    (benchmarks/perf/bench_accuracy.py), whole-action batches, whose BatchNorm statistics and negatives
+    all come from one scene, scored far below plain P x K sampling, while groups of 2 to 4 identities
+    from several actions scored above it.
     """
 
-    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None):
+    def __init__(self, data_source, batch_size: int, num_instances: int, num_pids_per_action=4, generator=None,
+                 seed=None):
         super().__init__(data_source, batch_size, num_instances, generator, seed)
+        if num_pids_per_action is not None and (int(num_pids_per_action) != num_pids_per_action
+                                                or num_pids_per_action < 2):
+            raise ValueError(f'RandomActionSampler: num_pids_per_action must be an int >= 2 (a negative per '
+                             f'identity) or None (whole actions), got {num_pids_per_action!r}')
+        self.num_pids_per_action = None if num_pids_per_action is None else int(num_pids_per_action)
         actions: Dict[tuple, Dict[object, List[int]]] = defaultdict(lambda: defaultdict(list))
         for index, record in enumerate(data_source):
             actions[(record[3], record[2])][record[1]].append(index)
         self.actions = {a: dict(pids) for a, pids in actions.items()}
         self.action_keys = sorted(self.actions)
-        n_pids = len({(r[3], r[1]) for r in data_source})
-        if n_pids < self.num_pids_per_batch:
-            raise ValueError(f'RandomActionSampler needs at least P={self.num_pids_per_batch} identities '
-                             f'(batch_size {batch_size} / num_instances {num_instances}), got {n_pids}')
         if not any(len(p) >= 2 for p in self.actions.values()):
             raise ValueError('RandomActionSampler needs an action (camid) with at least 2 identities; '
                              'none has: every batch would lack same-action negatives')
+        group = min(self.num_pids_per_action or self.num_pids_per_batch, self.num_pids_per_batch)
+        fill = sum(min(group, len(p)) for p in self.actions.values() if len(p) >= 2)
+        if fill < self.num_pids_per_batch:
+            raise ValueError(
+                f'RandomActionSampler needs at least P={self.num_pids_per_batch} identities (batch_size {batch_size} '
+                f'/ num_instances {num_instances}) from actions with >= 2 identities, at most '
+                f'{group} per action (num_pids_per_action); the data gives {fill}')
+        alone = sum(1 for pids in self.actions.values() if len(pids) == 1)
+        if alone:
+            logger.warning('RandomActionSampler: %d identities are alone in their action and are never sampled '
+                           '(they have no same-action negative)', alone)
 
     def _one_pass(self, rng: random.Random) -> List[List[int]]:
         p = self.num_pids_per_batch
-        # action -> pid -> list of chunks, and the epoch's action order.
-        pools = {}
-        for a in self.action_keys:
-            pools[a] = {pid: self._chunks(idx, rng) for pid, idx in self.actions[a].items()}
+        group = p if self.num_pids_per_action is None else min(self.num_pids_per_action, p)
+        # action -> pid -> list of K-instance chunks, and the epoch's action order.
+        pools = {a: {pid: self._chunks(idx, rng) for pid, idx in self.actions[a].items()} for a in self.action_keys}
         queue = list(self.action_keys)
         rng.shuffle(queue)
-        head = 0  # queue[:head] is exhausted; later exhausted actions are skipped as met
+        head = 0  # queue[:head] is done (fewer than 2 identities left)
         batches = []
         while True:
-            while head < len(queue) and not pools[queue[head]]:
-                head += 1
-            anchor_pos = next((i for i in range(head, len(queue)) if len(pools[queue[i]]) >= 2), None)
-            if anchor_pos is None:
-                break  # only lone identities left: no batch could hold same-action negatives
-            batch, used = [], set()
-            for pos in itertools.chain((anchor_pos,), range(head, len(queue))):
-                if len(used) == p:
-                    break
-                if pos == anchor_pos and len(used):
+            batch, taken, pos = [], 0, head
+            while taken < p and pos < len(queue):
+                pool = pools[queue[pos]]
+                if len(pool) < 2:
+                    if pos == head:
+                        head += 1
+                    pos += 1
                     continue
-                a = queue[pos]
-                pool = pools[a]
-                if not pool:
-                    continue
-                free = [pid for pid in pool if (a[0], pid) not in used]
-                take = rng.sample(free, min(p - len(used), len(free)))
-                for pid in take:
-                    used.add((a[0], pid))
+                n = min(group, len(pool), p - taken)
+                for pid in rng.sample(list(pool), n):
                     batch.extend(pool[pid].pop())
                     if not pool[pid]:
                         del pool[pid]
-            if len(used) < p:
-                break  # not enough identities left for a full batch
+                taken += n
+                pos += 1
+            if taken < p:
+                return batches  # not enough identities left for a full batch
             batches.append(batch)
-        return batches
 
 
 class SeededRandomSampler(RandomSampler):
@@ -218,12 +231,15 @@ class SeededRandomSampler(RandomSampler):
 
 
 def build_train_sampler(data_source, train_sampler: str, batch_size: int = 32, num_instances: int = 4,
-                        num_cams: int = 1, num_datasets: int = 1, generator=None, seed=None, **kwargs) -> Sampler:
-    """Build a training sampler by name (Torchreid's call shape)."""
+                        num_cams: int = 1, num_datasets: int = 1, generator=None, seed=None, num_pids_per_action=4,
+                        **kwargs) -> Sampler:
+    """Build a training sampler by name (Torchreid's call shape); ``num_pids_per_action`` is used by
+    ``RandomActionSampler`` only."""
     if train_sampler == 'RandomIdentitySampler':
         return RandomIdentitySampler(data_source, batch_size, num_instances, generator=generator, seed=seed)
     if train_sampler == 'RandomActionSampler':
-        return RandomActionSampler(data_source, batch_size, num_instances, generator=generator, seed=seed)
+        return RandomActionSampler(data_source, batch_size, num_instances, num_pids_per_action=num_pids_per_action,
+                                   generator=generator, seed=seed)
     if train_sampler == 'SequentialSampler':
         return SequentialSampler(data_source)
     if train_sampler == 'RandomSampler':
