@@ -137,6 +137,20 @@ def test_rerank_sparse_path_used_for_large_sets(monkeypatch):
     np.testing.assert_allclose(dense, sparse, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize('dense_max', [1500, 5])
+def test_rerank_collapsed_features_stay_finite(monkeypatch, dense_max):
+    # A collapsed network gives all-zero features: every cosine distance, self included, is 1, so without
+    # forcing each sample into its own neighbour set some rows of V were empty and the scores NaN.
+    monkeypatch.setattr(RR, '_DENSE_MAX', dense_max)
+    ones = np.ones
+    out = re_ranking(ones((7, 30)), ones((7, 7)), ones((30, 30)), k1=5, k2=3, lambda_value=0.3)
+    assert np.isfinite(out).all()
+    qf, gf = np.zeros((6, 8), np.float32), np.zeros((25, 8), np.float32)
+    rankings = rank_by_action(qf, gf, np.zeros(6, int), np.zeros(25, int), metric='cosine', normalize=True,
+                              rerank=True, k1=5, k2=3)
+    assert all(sorted(r.tolist()) == list(range(25)) for r in rankings)
+
+
 @pytest.mark.parametrize('alpha', [0.0, 3.0])
 def test_query_expansion_deterministic_changes_results_keeps_shapes(alpha):
     rng = np.random.default_rng(7)

@@ -114,6 +114,10 @@ def re_rank_full(dist, nq, k1=20, k2=6, lambda_value=0.3):
     n = dist.shape[0]
     k1, k2 = int(k1), int(k2)
     dist = dist.astype(np.float64, copy=False)
+    # A sample is at distance 0 from itself, whatever the metric gave (cosine of an all-zero feature is 1),
+    # and negative distances are round-off; so each sample is its own nearest neighbour.
+    np.maximum(dist, 0.0, out=dist)
+    np.fill_diagonal(dist, 0.0)
     scale = dist.max(axis=1, keepdims=True)
     scale[scale <= 0] = 1.0
     dist /= scale
@@ -148,6 +152,7 @@ def _min_sum_dense(dist, nq, kf, kh, kq):
     inter = _mm(recip.astype(np.float64), recip_h.T.astype(np.float64))  # |R(p) & R(c, k1/2)|
     expand = recip & (3 * inter >= 2 * recip_h.sum(axis=1)[None, :])
     r_star = recip | (_mm(expand.astype(np.float64), recip_h.astype(np.float64)) > 0)
+    r_star[np.diag_indices(n)] = True   # p in R*(p) even among exact ties, so no row of V is empty
     V = np.where(r_star, np.exp(-dist), 0.0)
     V /= V.sum(axis=1, keepdims=True)
     if kq > 1:
@@ -180,7 +185,8 @@ def _min_sum_sparse(dist, nq, kf, kh, kq):
     expand = rec & (3 * inter >= 2 * size_h[nn_f])
     sel = expand[:, :, None] & member_ok
     extra_keys = (rows[:, :, None] * n + members)[sel]
-    keys = np.unique(np.concatenate([r_keys, extra_keys]))
+    # p itself is always in R*(p), even among exact ties, so no row of V is empty.
+    keys = np.unique(np.concatenate([r_keys, extra_keys, np.arange(n, dtype=np.int64) * (n + 1)]))
     p_idx, x_idx = keys // n, keys % n
 
     # V: Gaussian kernel on R*(p), each row normalised to sum 1.
