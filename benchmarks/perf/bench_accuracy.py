@@ -121,8 +121,8 @@ def main(argv=None):
         'demo recipe, trained (plain P x K)': (DEMO, [], 'demo'),
         "organisers' recipe (adapted)": (ORGANISERS, adapted, 'organisers'),
         'strong recipe (adapted)': (STRONG, adapted, 'strong'),
-        # From scratch there are no pretrained weights for the warm-up to protect, and on the valid split
-        # it cost about 8 mAP points (one seed): the same recipe without it, as a second row.
+        # From scratch there are no pretrained weights for the warm-up to protect (it cost about 5 test mAP
+        # points on every seed): the same recipe without it, as a second row.
         'strong recipe (adapted), no warm-up': (STRONG, adapted + ['train.warmup_epochs', '0'], 'strong_nowarmup'),
         'demo recipe + action sampler + action-aware triplet': (DEMO, action_aware, 'action_aware'),
     }
