@@ -179,7 +179,7 @@ def test_init_follows_torchreid():
     assert torch.all(model.fc[1].weight == 1) and torch.all(model.fc[1].bias == 0)
     assert torch.all(model.bnneck.weight == 1) and torch.all(model.bnneck.bias == 0)
     assert not model.bnneck.bias.requires_grad
-    conv = model.conv1[0]
+    conv = model.conv1.conv
     # kaiming normal, fan_out: std = sqrt(2 / (out_channels * k * k))
     expected_std = (2.0 / (conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1])) ** 0.5
     assert abs(conv.weight.std().item() - expected_std) / expected_std < 0.2
@@ -198,12 +198,37 @@ def test_osnet_block_uses_four_streams_and_a_shared_gate():
     from torchreid.models.osnet import AggregationGate, LiteConv3x3, OSBlock
     block = OSBlock(64, 256)
     assert len(block.streams) == 4
-    assert [sum(isinstance(m, LiteConv3x3) for m in s) for s in block.streams] == [1, 2, 3, 4]
+    assert [sum(isinstance(m, LiteConv3x3) for m in s.modules()) for s in block.streams] == [1, 2, 3, 4]
     assert sum(isinstance(m, AggregationGate) for m in block.modules()) == 1
     x = torch.randn(2, 64, 8, 4)
     assert block(x).shape == (2, 256, 8, 4)
     lite = LiteConv3x3(16, 16)
-    assert lite.depthwise.groups == 16 and lite.pointwise.kernel_size == (1, 1)
+    assert lite.conv2.groups == 16 and lite.conv1.kernel_size == (1, 1)
+    with pytest.raises(ValueError, match='num_streams'):
+        OSBlock(64, 256, num_streams=27)
+
+
+def test_osnet_state_dict_uses_torchreid_layer_names():
+    # Torchreid's OSNet weight files (ImageNet and ReID) name their tensors like this; with the same names
+    # and shapes they load by name instead of being reported as skipped.
+    sd = build_model('osnet_x1_0', 10, pretrained=False).state_dict()
+    expected = {
+        'conv1.conv.weight': (64, 3, 7, 7), 'conv1.bn.running_var': (64,),
+        'conv2.0.conv1.conv.weight': (64, 64, 1, 1), 'conv2.0.conv2a.conv1.weight': (64, 64, 1, 1),
+        'conv2.0.conv2a.conv2.weight': (64, 1, 3, 3), 'conv2.0.conv2d.3.bn.weight': (64,),
+        'conv2.0.gate.fc1.weight': (4, 64, 1, 1), 'conv2.0.gate.fc2.bias': (64,),
+        'conv2.0.conv3.conv.weight': (256, 64, 1, 1), 'conv2.0.downsample.conv.weight': (256, 64, 1, 1),
+        'conv2.2.0.conv.weight': (256, 256, 1, 1), 'conv3.0.downsample.bn.weight': (384,),
+        'conv4.1.conv2c.2.conv2.weight': (128, 1, 3, 3), 'conv5.conv.weight': (512, 512, 1, 1),
+        'fc.0.weight': (512, 512), 'fc.1.running_mean': (512,), 'classifier.weight': (10, 512),
+    }
+    assert {k: tuple(sd[k].shape) for k in expected if k in sd} == expected
+    assert not any(k.startswith('conv2.1.downsample') for k in sd)  # no projection when channels match
+
+    ibn = build_model('osnet_ibn_x1_0', 10, pretrained=False).state_dict()
+    assert 'conv2.0.IN.weight' in ibn and 'conv2.1.IN.weight' in ibn
+    assert not any('.IN.' in k for k in ibn if not k.startswith('conv2.'))
+    assert 'conv1.bn.weight' in ibn and 'conv1.bn.running_mean' not in ibn  # the stem's InstanceNorm
 
 
 def test_instance_norm_variants():
@@ -213,8 +238,8 @@ def test_instance_norm_variants():
     assert count_in(build_model('osnet_x1_0', 3, pretrained=False)) == 0
     ibn = build_model('osnet_ibn_x1_0', 3, pretrained=False)
     ain = build_model('osnet_ain_x1_0', 3, pretrained=False)
-    assert count_in(ibn) == 1 + 4  # the stem + the 4 blocks of conv2 and conv3
-    assert isinstance(ibn.conv1[1], nn.InstanceNorm2d) and isinstance(ain.conv1[1], nn.InstanceNorm2d)
+    assert count_in(ibn) == 1 + 2  # the stem + the 2 blocks of conv2 (as in Torchreid's osnet_ibn_x1_0)
+    assert isinstance(ibn.conv1.bn, nn.InstanceNorm2d) and isinstance(ain.conv1.bn, nn.InstanceNorm2d)
     assert count_in(ain) == 1 + 4  # the stem + 4 "IN-in" blocks
     assert not any(isinstance(m, nn.InstanceNorm2d) for m in ibn.conv4.modules())
 

@@ -51,9 +51,9 @@ def test_load_pretrained_weights_loads_matching_and_reports_skipped(tmp_path, ca
     assert mismatched == {'classifier.weight', 'classifier.bias'}
     assert report.unexpected == ['extra.weight']
     assert set(report.skipped) == {'classifier.weight', 'classifier.bias', 'extra.weight'}
-    assert 'conv1.0.weight' in report.loaded
+    assert 'conv1.conv.weight' in report.loaded
     assert set(report.missing) == {'classifier.weight', 'classifier.bias'}
-    assert torch.equal(target.conv1[0].weight, source.conv1[0].weight)
+    assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
     assert torch.equal(target.fc[0].weight, source.fc[0].weight)
     assert torch.equal(target.classifier.weight, clf_before)  # untouched
     assert 'classifier.weight' in caplog.text and 'extra.weight' in caplog.text
@@ -72,7 +72,7 @@ def test_load_pretrained_weights_bare_state_dict_and_strict(tmp_path):
 
     wrapped = torch.nn.DataParallel(build_model('osnet_x0_25', 5, pretrained=False))
     assert load_pretrained_weights(wrapped, path).skipped == []
-    assert torch.equal(wrapped.module.conv1[0].weight, source.conv1[0].weight)
+    assert torch.equal(wrapped.module.conv1.conv.weight, source.conv1.conv.weight)
 
     other = build_model('osnet_x0_25', 9, pretrained=False)
     with pytest.raises(PretrainedWeightsError, match='classifier'):
@@ -150,7 +150,7 @@ def test_osnet_imagenet_file_from_weights_dir(offline, tmp_path, monkeypatch):
     monkeypatch.setenv('TORCHREID_WEIGHTS_DIR', str(weights_dir))
 
     model = build_model('osnet_x0_25', 5, pretrained=True, pretrained_strict=True)
-    assert torch.equal(model.conv1[0].weight, imagenet.conv1[0].weight)
+    assert torch.equal(model.conv1.conv.weight, imagenet.conv1.conv.weight)
     assert torch.equal(model.fc[0].weight, imagenet.fc[0].weight)
     assert model.classifier.out_features == 5
 
@@ -182,5 +182,5 @@ def test_checkpoint_with_non_tensor_objects_still_loads(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger='torchreid.models.weights'):
         report = load_pretrained_weights(target, path)
     assert report.skipped == []
-    assert torch.equal(target.conv1[0].weight, source.conv1[0].weight)
+    assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
     assert 'weights_only' in caplog.text

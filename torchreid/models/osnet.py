@@ -14,8 +14,14 @@ Written here from the paper's description:
   average pooling; fc 512 (+ BN + ReLU). Channels ``[64, 256, 384, 512] * width``; the feature is 512-d at
   every width.
 * **OSNet-IBN** (``osnet_ibn_x1_0``, the paper's cross-domain variant): instance normalisation in the early
-  layers -- the stem uses InstanceNorm instead of BatchNorm and the blocks of conv2 and conv3 normalise their
+  layers -- the stem uses InstanceNorm instead of BatchNorm and the blocks of conv2 normalise their
   output with InstanceNorm (after the residual sum, before the ReLU).
+
+Layer names and shapes follow Torchreid's OSNet (``conv1.conv.weight``, ``conv2.0.conv2b.1.conv1.weight``,
+``conv2.0.gate.fc1.weight``, ``conv2.2.0.conv.weight``, ``conv5.conv.weight``, ``fc.0.weight``, ...), so
+Torchreid's ImageNet and ReID weight files for osnet_x1_0 ... osnet_x0_25 and osnet_ibn_x1_0 load by name
+(``pretrained=True`` or ``model.load_weights``); osnet_ain_x1_0's blocks are laid out differently and its files
+load only in part (the skipped keys are reported).
 
 No torchvision weights exist: ``pretrained=True`` looks for ``<name>_imagenet.pth`` locally (see
 :mod:`torchreid.models.weights`), otherwise warns and keeps the random initialisation.
@@ -44,30 +50,38 @@ def _norm(kind, channels):
     raise ValueError(f'norm must be "bn" or "in", got {kind!r}')
 
 
-class ConvLayer(nn.Sequential):
-    """conv (no bias) -> BatchNorm or InstanceNorm -> optional ReLU."""
+class ConvLayer(nn.Module):
+    """conv (no bias) -> BatchNorm or InstanceNorm -> optional ReLU.
+
+    The children are named ``conv`` and ``bn`` (also when the norm is an InstanceNorm), as in Torchreid's
+    OSNet, so its state dicts load by name.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, norm='bn',
                  relu=True):
-        layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups,
-                            bias=False), _norm(norm, out_channels)]
-        if relu:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                              groups=groups, bias=False)
+        self.bn = _norm(norm, out_channels)
+        self.relu = nn.ReLU(inplace=True) if relu else None
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return self.relu(x) if self.relu is not None else x
 
 
 class LiteConv3x3(nn.Module):
-    """Lite 3x3: pointwise 1x1 conv, then depthwise 3x3 conv, then BN + ReLU."""
+    """Lite 3x3: pointwise 1x1 conv (``conv1``), then depthwise 3x3 conv (``conv2``), then BN + ReLU."""
 
     def __init__(self, in_channels, out_channels):
         super().__init__()
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.depthwise = nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
-        return self.relu(self.bn(self.depthwise(self.pointwise(x))))
+        return self.relu(self.bn(self.conv2(self.conv1(x))))
 
 
 class AggregationGate(nn.Module):
@@ -80,23 +94,31 @@ class AggregationGate(nn.Module):
     def __init__(self, channels, reduction=16):
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.global_avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(channels, hidden, 1, bias=True)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
-        self.sigmoid = nn.Sigmoid()
+        self.gate_activation = nn.Sigmoid()
 
     def forward(self, x):
-        gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.pool(x)))))
+        gate = self.gate_activation(self.fc2(self.relu(self.fc1(self.global_avgpool(x)))))
         return x * gate
+
+
+#: the most streams a block can have (one letter each: conv2a ... conv2z)
+MAX_STREAMS = 26
 
 
 class OSBlock(nn.Module):
     """Omni-scale residual bottleneck with ``num_streams`` Lite-3x3 streams and a shared aggregation gate.
 
+    Children, named as in Torchreid's OSNet so its weights load by name: ``conv1`` (1x1 reduction),
+    ``conv2a`` (one Lite 3x3), ``conv2b`` ... (stream t stacks t Lite 3x3 layers), ``gate``, ``conv3`` (linear
+    1x1 expansion), ``downsample`` (projection shortcut, when the channels change) and ``IN`` (OSNet-IBN).
+
     Args:
         in_channels, out_channels: block input / output channels (the streams run at ``out_channels // 4``).
-        num_streams: T, the number of scales; stream t (1-based) stacks t Lite 3x3 layers.
+        num_streams: T, the number of scales (1 to 26); stream t (1-based) stacks t Lite 3x3 layers.
         instance_norm_out: InstanceNorm on the block output after the residual sum (OSNet-IBN).
         instance_norm_branch: InstanceNorm instead of BatchNorm after the expansion conv, i.e. inside the
             residual branch (OSNet-AIN).
@@ -105,28 +127,37 @@ class OSBlock(nn.Module):
     def __init__(self, in_channels, out_channels, num_streams=4, bottleneck_reduction=4, instance_norm_out=False,
                  instance_norm_branch=False):
         super().__init__()
-        if num_streams < 1:
-            raise ValueError(f'OSBlock: num_streams must be >= 1, got {num_streams}')
+        if not 1 <= num_streams <= MAX_STREAMS:
+            raise ValueError(f'OSBlock: num_streams must be in [1, {MAX_STREAMS}], got {num_streams}')
         mid = max(1, out_channels // bottleneck_reduction)
-        self.reduce = ConvLayer(in_channels, mid, 1)
-        self.streams = nn.ModuleList(
-            nn.Sequential(*[LiteConv3x3(mid, mid) for _ in range(t)]) for t in range(1, num_streams + 1))
+        self.conv1 = ConvLayer(in_channels, mid, 1)
+        self.stream_names = []
+        for t in range(1, num_streams + 1):
+            name = 'conv2' + chr(ord('a') + t - 1)
+            layers = [LiteConv3x3(mid, mid) for _ in range(t)]
+            self.add_module(name, layers[0] if t == 1 else nn.Sequential(*layers))
+            self.stream_names.append(name)
         self.gate = AggregationGate(mid)
-        self.expand = ConvLayer(mid, out_channels, 1, norm='in' if instance_norm_branch else 'bn', relu=False)
-        self.shortcut = ConvLayer(in_channels, out_channels, 1, relu=False) if in_channels != out_channels else None
-        self.out_norm = nn.InstanceNorm2d(out_channels, affine=True) if instance_norm_out else None
+        self.conv3 = ConvLayer(mid, out_channels, 1, norm='in' if instance_norm_branch else 'bn', relu=False)
+        self.downsample = ConvLayer(in_channels, out_channels, 1, relu=False) if in_channels != out_channels else None
+        self.IN = nn.InstanceNorm2d(out_channels, affine=True) if instance_norm_out else None
         self.relu = nn.ReLU(inplace=True)
 
+    @property
+    def streams(self):
+        """The streams in order (stream t stacks t Lite 3x3 layers)."""
+        return [getattr(self, name) for name in self.stream_names]
+
     def forward(self, x):
-        reduced = self.reduce(x)
+        reduced = self.conv1(x)
         aggregated = None
         for stream in self.streams:
             gated = self.gate(stream(reduced))
             aggregated = gated if aggregated is None else aggregated + gated
-        out = self.expand(aggregated)
-        out = out + (self.shortcut(x) if self.shortcut is not None else x)
-        if self.out_norm is not None:
-            out = self.out_norm(out)
+        out = self.conv3(aggregated)
+        out = out + (self.downsample(x) if self.downsample is not None else x)
+        if self.IN is not None:
+            out = self.IN(out)
         return self.relu(out)
 
 
@@ -199,7 +230,8 @@ def osnet_x0_25(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
 
 @register_model('osnet_ibn_x1_0')
 def osnet_ibn_x1_0(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
-    # IN in the stem and in the blocks of conv2 and conv3 (the early layers); conv4 keeps pure BN.
+    # IN in the stem and in the blocks of conv2 (the early layers), where Torchreid's osnet_ibn_x1_0 has it,
+    # so its weights load; conv3 and conv4 keep pure BN.
     ibn = {'instance_norm_out': True}
     return build_osnet('osnet_ibn_x1_0', num_classes, loss, pretrained, kwargs, width=1.0, stem_norm='in',
-                       block_options=[[ibn, ibn], [ibn, ibn], [{}, {}]])
+                       block_options=[[ibn, ibn], [{}, {}], [{}, {}]])
