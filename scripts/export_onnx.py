@@ -12,17 +12,21 @@ the file is run with ONNX Runtime on a batch of another size than the one traced
 match PyTorch within ``--atol``; otherwise nothing is written.
 """
 import argparse
-import contextlib
 import importlib.util
+import io
 import logging
 import os
 import os.path as osp
 import sys
-import tempfile
 import warnings
 
 import numpy as np
 import torch
+
+if importlib.util.find_spec('torchreid') is None:
+    # Run from a checkout without installing: the package sits one folder up.
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from torchreid.utils.io import atomic_write  # noqa: E402
 
 logger = logging.getLogger('export_onnx')
 
@@ -41,8 +45,8 @@ def _require_onnx():
     return onnx, onnxruntime
 
 
-def check_onnx_parity(model, onnx_path, inputs, atol=1e-4):
-    """Run ``onnx_path`` with ONNX Runtime on ``inputs`` and compare with ``model(inputs)``.
+def check_onnx_parity(model, onnx_model, inputs, atol=1e-4):
+    """Run ``onnx_model`` (a file path or the serialised model as bytes) with ONNX Runtime on ``inputs`` and compare with ``model(inputs)``.
 
     Returns the largest absolute difference; raises AssertionError when it exceeds ``atol``.
     """
@@ -50,7 +54,7 @@ def check_onnx_parity(model, onnx_path, inputs, atol=1e-4):
     model.eval()
     with torch.no_grad():
         expected = model(inputs).detach().cpu().numpy()
-    session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(onnx_model, providers=['CPUExecutionProvider'])
     input_name = session.get_inputs()[0].name
     actual = session.run(None, {input_name: inputs.detach().cpu().numpy()})[0]
     if actual.shape != expected.shape:
@@ -79,8 +83,8 @@ def export_onnx(model, output_path, height=256, width=128, opset=17, batch_size=
     """Export ``model`` (eval mode, on CPU) to ``output_path`` with a dynamic batch axis.
 
     With ``check`` the exported file is compared with PyTorch on a random batch of ``check_batch_size``
-    images (a size other than the traced one, so the dynamic axis is exercised). The file is written to a
-    temporary name and renamed only once export and check succeeded.
+    images (a size other than the traced one, so the dynamic axis is exercised). The model is exported and
+    checked in memory; ``output_path`` is written (atomically) only once both succeeded.
 
     Returns a dict: ``path``, ``max_abs_diff`` (None without check), ``feature_dim``.
     """
@@ -91,40 +95,35 @@ def export_onnx(model, output_path, height=256, width=128, opset=17, batch_size=
     generator = torch.Generator().manual_seed(seed)
     dummy = torch.randn(batch_size, 3, height, width, generator=generator)
     output_path = os.fspath(output_path)
-    directory = osp.dirname(osp.abspath(output_path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(output_path) + '.', suffix='.tmp', dir=directory)
-    os.close(fd)
-    try:
-        kwargs = dict(
-            input_names=['input'], output_names=['features'], opset_version=opset,
-            dynamic_axes={'input': {0: 'batch'}, 'features': {0: 'batch'}}, do_constant_folding=True,
-        )
-        with warnings.catch_warnings():
-            # The TorchScript exporter is deprecated in favour of the torch.export one, which needs the
-            # onnxscript package; the TorchScript one handles these CNNs fine and needs nothing extra.
-            warnings.simplefilter('ignore', DeprecationWarning)
-            with torch.no_grad():
-                try:
-                    torch.onnx.export(wrapper, (dummy,), tmp, dynamo=False, **kwargs)
-                except TypeError as e:
-                    if 'dynamo' not in str(e):
-                        raise
-                    torch.onnx.export(wrapper, (dummy,), tmp, **kwargs)  # torch < 2.5 has no dynamo argument
-        onnx.checker.check_model(tmp)
-        max_diff = None
-        if check:
-            inputs = torch.randn(check_batch_size, 3, height, width, generator=generator)
-            max_diff = check_onnx_parity(model, tmp, inputs, atol=atol)
-            logger.info('ONNX Runtime matches PyTorch on a batch of %d: max |diff| = %.3g', check_batch_size,
-                        max_diff)
+    kwargs = dict(
+        input_names=['input'], output_names=['features'], opset_version=opset,
+        dynamic_axes={'input': {0: 'batch'}, 'features': {0: 'batch'}}, do_constant_folding=True,
+    )
+    # Exported to memory and checked there: the file is written (atomically) only once both succeeded.
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the torch.export one, which needs the
+        # onnxscript package; the TorchScript one handles these CNNs fine and needs nothing extra.
+        warnings.simplefilter('ignore', DeprecationWarning)
         with torch.no_grad():
-            feature_dim = int(model(dummy[:1]).reshape(1, -1).size(1))
-        os.replace(tmp, output_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+            try:
+                torch.onnx.export(wrapper, (dummy,), buffer, dynamo=False, **kwargs)
+            except TypeError as e:
+                if 'dynamo' not in str(e):
+                    raise
+                torch.onnx.export(wrapper, (dummy,), buffer, **kwargs)  # torch < 2.5 has no dynamo argument
+    serialized = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(serialized))
+    max_diff = None
+    if check:
+        inputs = torch.randn(check_batch_size, 3, height, width, generator=generator)
+        max_diff = check_onnx_parity(model, serialized, inputs, atol=atol)
+        logger.info('ONNX Runtime matches PyTorch on a batch of %d: max |diff| = %.3g', check_batch_size,
+                    max_diff)
+    with torch.no_grad():
+        feature_dim = int(model(dummy[:1]).reshape(1, -1).size(1))
+    with atomic_write(output_path, 'wb') as f:
+        f.write(serialized)
     logger.info('Exported %s', output_path)
     return {'path': output_path, 'max_abs_diff': max_diff, 'feature_dim': feature_dim}
 
@@ -147,9 +146,6 @@ def _parse_args(argv):
 def main(argv=None):
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    if importlib.util.find_spec('torchreid') is None:
-        # Run from a checkout without installing: the package sits one folder up.
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from torchreid.models import build_model, load_pretrained_weights
 
     if args.weights and not osp.isfile(args.weights):

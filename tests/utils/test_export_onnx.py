@@ -52,6 +52,16 @@ def test_parity_check_detects_a_mismatch(tmp_path):
         script.check_onnx_parity(model, str(path), torch.randn(2, 3, 32, 16))
 
 
+def test_failed_check_writes_nothing_and_keeps_the_previous_file(tmp_path):
+    script = _load_script()
+    path = tmp_path / 'c.onnx'
+    path.write_bytes(b'previous export')
+    with pytest.raises(AssertionError, match='differ by up to'):
+        script.export_onnx(TinyNet(), str(path), height=32, width=16, atol=-1.0)  # no difference passes
+    assert path.read_bytes() == b'previous export'
+    assert os.listdir(tmp_path) == ['c.onnx']  # no temporary file left
+
+
 def test_clear_error_without_onnxruntime(tmp_path, monkeypatch):
     script = _load_script()
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import now fails
