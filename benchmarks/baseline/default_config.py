@@ -142,6 +142,7 @@ def get_default_config():
     cfg.train.warmup_epochs = 0  # linear warm-up from lr * warmup_factor
     cfg.train.warmup_factor = 0.1
     cfg.train.min_lr = 0.0  # floor of the cosine schedule
+    cfg.train.cosine_delay_epochs = 0  # cosine: epochs at the full lr after the warm-up, before the decay
     cfg.train.mixed_precision = ''  # '' (fp32), 'fp16' (CUDA, with gradient scaling) or 'bf16' (autocast)
     cfg.train.channels_last = False
     cfg.train.grad_clip = 0.0  # max gradient L2 norm; 0 = off
@@ -351,7 +352,8 @@ def check_cfg(cfg):
         group, name = key.split('.')
         _positive(key, cfg[group][name])
     for key in ('data.workers', 'train.max_epoch', 'train.start_epoch', 'train.fixbase_epoch',
-                'train.warmup_epochs', 'train.weight_decay', 'train.grad_clip', 'train.min_lr',
+                'train.warmup_epochs', 'train.cosine_delay_epochs', 'train.weight_decay', 'train.grad_clip',
+                'train.min_lr',
                 'test.start_eval', 'loss.triplet.margin', 'loss.triplet.weight_t', 'loss.triplet.weight_x'):
         node = cfg
         for part in key.split('.'):
@@ -363,6 +365,13 @@ def check_cfg(cfg):
         raise ConfigError(f'soccernetv3.training_subset must be in (0, 1]; got {cfg.soccernetv3.training_subset}')
     if not 0.0 <= cfg.test.rerank_lambda <= 1.0:
         raise ConfigError(f'test.rerank_lambda must be in [0, 1]; got {cfg.test.rerank_lambda}')
+    if cfg.train.lr_scheduler == 'cosine' and \
+            cfg.train.warmup_epochs + cfg.train.cosine_delay_epochs >= cfg.train.max_epoch:
+        raise ConfigError(
+            f'train.warmup_epochs ({cfg.train.warmup_epochs}) + train.cosine_delay_epochs '
+            f'({cfg.train.cosine_delay_epochs}) must be smaller than train.max_epoch ({cfg.train.max_epoch}) '
+            'with the cosine schedule (it needs at least one epoch to decay)'
+        )
     if not 0.0 < cfg.train.warmup_factor <= 1.0:
         raise ConfigError(f'train.warmup_factor must be in (0, 1]; got {cfg.train.warmup_factor}')
     if len(cfg.data.norm_mean) != 3 or len(cfg.data.norm_std) != 3:
@@ -514,6 +523,7 @@ def lr_scheduler_kwargs(cfg):
         'warmup_epochs': cfg.train.warmup_epochs,
         'warmup_factor': cfg.train.warmup_factor,
         'min_lr': cfg.train.min_lr,
+        'cosine_delay_epochs': cfg.train.cosine_delay_epochs,
     }
 
 

@@ -200,6 +200,7 @@ def test_unknown_section_and_command_line_key(tmp_path):
     ('data.sources', 'soccernet', ['data.sources', 'soccernetv3_test']),
     ('data.targets', "['soccernetv3', 'market']", ['data.targets', "'market'", 'market1501']),
     ('data.transforms', "['random_flip', 'random_erasing']", ['data.transforms', 'random_erase']),
+    ('train.cosine_delay_epochs', '-1', ['train.cosine_delay_epochs', 'non-negative']),
     ('sampler.num_pids_per_action', '1', ['sampler.num_pids_per_action', '0 (whole actions) or >= 2']),
 ])
 def test_bad_values_name_key_and_allowed_values(key, value, words):
@@ -226,6 +227,12 @@ def test_cross_key_rules():
         build(['loss.name', 'softmax', 'loss.triplet.action_aware', 'True'])
     with pytest.raises(dc.ConfigError, match='video'):
         build(['data.type', 'video'])
+    with pytest.raises(dc.ConfigError, match=r'train\.warmup_epochs \(2\) \+ train\.cosine_delay_epochs \(8\).*'
+                                             r'train\.max_epoch \(10\)'):
+        build(['train.lr_scheduler', 'cosine', 'train.max_epoch', '10', 'train.warmup_epochs', '2',
+               'train.cosine_delay_epochs', '8'])
+    # The delay only shapes the cosine: a step schedule accepts any value.
+    build(['train.max_epoch', '10', 'train.warmup_epochs', '2', 'train.cosine_delay_epochs', '8'])
 
 
 def test_missing_config_file_and_cli_exit_code(tmp_path, capsys):

@@ -1,4 +1,5 @@
 import io
+import math
 
 import pytest
 import torch
@@ -146,6 +147,32 @@ def test_cosine_matches_torch_and_endpoints():
     assert all(a >= b for a, b in zip(got[2:], got[3:]))
 
 
+def test_cosine_delay_holds_the_peak_then_anneals_over_the_rest():
+    opt = _opt(1.0)
+    sched = build_lr_scheduler(opt, 'cosine', max_epoch=12, warmup_epochs=2, warmup_factor=0.1, min_lr=0.01,
+                               cosine_delay_epochs=4)
+    got = _lrs(sched, opt, 14)
+    assert got[:2] == pytest.approx([0.1, 0.55])  # warmup unchanged
+    assert got[2:7] == pytest.approx([1.0] * 5)  # the peak for 4 delay epochs; the decay starts at epoch 6
+    assert got[9] == pytest.approx(0.01 + 0.99 * 0.5)  # half way through the remaining 6 epochs
+    assert got[12] == pytest.approx(0.01) and got[13] == pytest.approx(0.01)
+    # A step schedule ignores the delay (it only shapes the cosine).
+    opt = _opt(1.0)
+    steps = _lrs(build_lr_scheduler(opt, 'single_step', stepsize=3, cosine_delay_epochs=4), opt, 4)
+    assert steps == pytest.approx([1.0, 1.0, 1.0, 0.1])
+    # A resumed scheduler continues on the same curve.
+    opt, resumed_opt = _opt(1.0), _opt(1.0)
+    sched = build_lr_scheduler(opt, 'cosine', max_epoch=8, cosine_delay_epochs=3)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    resumed = build_lr_scheduler(resumed_opt, 'cosine', max_epoch=8, cosine_delay_epochs=3)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.get_last_lr() == pytest.approx(sched.get_last_lr())
+    # epoch 5 is the 2nd of the 5 cosine epochs (3 to 7)
+    assert sched.get_last_lr()[0] == pytest.approx((1 + math.cos(math.pi * 2 / 5)) / 2)
+
+
 def test_staged_groups_keep_their_ratio():
     model = Net()
     opt = build_optimizer(model, optim='sgd', lr=0.1, staged_lr=True, new_layers='classifier', base_lr_mult=0.1)
@@ -195,3 +222,7 @@ def test_scheduler_errors():
         build_lr_scheduler(_opt(), 'cosine', max_epoch=3, warmup_epochs=3)
     with pytest.raises(ValueError, match='warmup_method'):
         build_lr_scheduler(_opt(), 'cosine', max_epoch=3, warmup_method='exp')
+    with pytest.raises(ValueError, match=r'warmup_epochs \(1\) \+ cosine_delay_epochs \(2\).*max_epoch \(3\)'):
+        build_lr_scheduler(_opt(), 'cosine', max_epoch=3, warmup_epochs=1, cosine_delay_epochs=2)
+    with pytest.raises(ValueError, match='cosine_delay_epochs must be an int >= 0'):
+        build_lr_scheduler(_opt(), 'cosine', max_epoch=3, cosine_delay_epochs=-1)

@@ -34,12 +34,15 @@ class WarmupScheduler(LRScheduler):
       ``warmup_factor``.
     - then with ``t = e - warmup_epochs``:
       ``single_step``: ``gamma ** (t // stepsize)``; ``multi_step``: ``gamma ** (number of milestones <= t)``;
-      ``cosine``: ``min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T)) / 2`` with
-      ``T = max_epoch - warmup_epochs``, so the lr reaches ``min_lr`` at ``e = max_epoch`` and stays there.
+      ``cosine``: ``base_lr`` for the first ``cosine_delay_epochs`` (FastReID's delay epochs), then with
+      ``u = t - cosine_delay_epochs``: ``min_lr + (base_lr - min_lr) * (1 + cos(pi * u / T)) / 2`` with
+      ``T = max_epoch - warmup_epochs - cosine_delay_epochs``, so the lr reaches ``min_lr`` at
+      ``e = max_epoch`` and stays there.
     """
 
     def __init__(self, optimizer, mode, stepsize=None, milestones=(), gamma=0.1, max_epoch=1,
-                 warmup_epochs=0, warmup_factor=0.1, warmup_method='linear', min_lr=0.0, last_epoch=-1):
+                 warmup_epochs=0, warmup_factor=0.1, warmup_method='linear', min_lr=0.0, cosine_delay_epochs=0,
+                 last_epoch=-1):
         self.mode = mode
         self.stepsize = stepsize
         self.milestones = sorted(milestones)
@@ -49,6 +52,7 @@ class WarmupScheduler(LRScheduler):
         self.warmup_factor = warmup_factor
         self.warmup_method = warmup_method
         self.min_lr = min_lr
+        self.cosine_delay_epochs = cosine_delay_epochs
         super().__init__(optimizer, last_epoch)
 
     def _lr_at(self, base_lr, epoch):
@@ -63,7 +67,8 @@ class WarmupScheduler(LRScheduler):
         if self.mode == 'multi_step':
             return base_lr * self.gamma ** bisect.bisect_right(self.milestones, t)
         # cosine; a group whose base lr is below min_lr keeps its base lr instead of growing.
-        period = max(1, self.max_epoch - self.warmup_epochs)
+        t = max(0, t - self.cosine_delay_epochs)
+        period = max(1, self.max_epoch - self.warmup_epochs - self.cosine_delay_epochs)
         floor = min(self.min_lr, base_lr)
         progress = min(t, period) / period
         return floor + (base_lr - floor) * (1.0 + math.cos(math.pi * progress)) / 2.0
@@ -85,6 +90,7 @@ def build_lr_scheduler(
     warmup_factor=0.1,
     min_lr=0.0,
     warmup_method='linear',
+    cosine_delay_epochs=0,
 ):
     """Build a per-epoch learning-rate scheduler (call ``scheduler.step()`` once at the end of every epoch).
 
@@ -99,6 +105,9 @@ def build_lr_scheduler(
         warmup_factor (float): lr multiplier at the first warmup epoch, in (0, 1].
         min_lr (float): final lr of the cosine schedule.
         warmup_method (str): ``'linear'`` or ``'constant'``.
+        cosine_delay_epochs (int): ``cosine`` only: epochs at the full lr after the warmup, before the decay
+            starts (FastReID's delay epochs): the network learns at the peak lr while it is far from
+            converged and is annealed only over the last ``max_epoch - warmup_epochs - cosine_delay_epochs``.
     Milestones and step sizes count from the end of the warmup.
     """
     if lr_scheduler not in AVAI_SCHEDULERS:
@@ -139,14 +148,19 @@ def build_lr_scheduler(
     else:
         if not _is_int(max_epoch) or max_epoch < 1:
             raise ValueError(f'build_lr_scheduler: cosine needs max_epoch as an int >= 1, got {max_epoch!r}')
-        if warmup_epochs >= max_epoch:
+        if not _is_int(cosine_delay_epochs) or cosine_delay_epochs < 0:
             raise ValueError(
-                f'build_lr_scheduler: warmup_epochs ({warmup_epochs}) must be smaller than max_epoch ({max_epoch}) '
-                'for the cosine schedule'
+                f'build_lr_scheduler: cosine_delay_epochs must be an int >= 0, got {cosine_delay_epochs!r}'
+            )
+        if warmup_epochs + cosine_delay_epochs >= max_epoch:
+            raise ValueError(
+                f'build_lr_scheduler: warmup_epochs ({warmup_epochs}) + cosine_delay_epochs ({cosine_delay_epochs}) '
+                f'must be smaller than max_epoch ({max_epoch}) for the cosine schedule'
             )
 
     return WarmupScheduler(
         optimizer, lr_scheduler, stepsize=single, milestones=milestones, gamma=float(gamma),
         max_epoch=int(max_epoch), warmup_epochs=int(warmup_epochs), warmup_factor=float(warmup_factor),
         warmup_method=warmup_method, min_lr=float(min_lr),
+        cosine_delay_epochs=int(cosine_delay_epochs) if lr_scheduler == 'cosine' else 0,
     )
