@@ -49,9 +49,9 @@ STRONG = osp.join(REPO, 'configs', 'strong.yaml')
 TARGETS = ['soccernetv3', 'soccernetv3_test']
 
 
-def demo_settings():
+def settings(config_file):
     cfg = get_default_config()
-    merge_from_file(cfg, DEMO)
+    merge_from_file(cfg, config_file)
     return cfg
 
 
@@ -73,11 +73,14 @@ def common_overrides(args, demo, seed):
 def adapted_recipe_overrides(demo, epochs):
     """The same adaptation for both real-data recipes: from-scratch training on the small demo train split.
 
-    A delayed cosine (strong.yaml) keeps its shape: the peak lr for half of the epochs. The organisers'
-    step schedule ignores the delay.
+    A delayed cosine (strong.yaml) keeps its shape: the peak lr for half of the epochs, shortened when
+    strong.yaml's warm-up would leave no epoch to decay (``--epochs`` below 6). The organisers' step
+    schedule ignores the delay.
     """
+    warmup = settings(STRONG).train.warmup_epochs
+    delay = min(epochs // 2, max(0, epochs - 1 - warmup))
     return ['soccernetv3.training_subset', '1.0', 'train.lr', str(demo.train.lr),
-            'train.cosine_delay_epochs', str(epochs // 2)]
+            'train.cosine_delay_epochs', str(delay)]
 
 
 def run(name, config_file, overrides, save_dir, quiet=True):
@@ -108,7 +111,7 @@ def _spread(values):
 
 
 def main(argv=None):
-    demo = demo_settings()
+    demo = settings(DEMO)
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--root', default=demo.data.root, help='data root (demo set generated when missing)')
     parser.add_argument('--epochs', type=int, default=demo.train.max_epoch)
