@@ -25,6 +25,7 @@ Notes on compatibility keys:
 """
 import ast
 import difflib
+import math
 import os.path as osp
 import re
 
@@ -190,6 +191,10 @@ def get_default_config():
     cfg.test.rerank_k2 = 6
     cfg.test.rerank_lambda = 0.3
     cfg.test.query_expansion = False
+    # ours: rank by the action's inverted softmax (the queries of an action are different people, so a
+    # gallery box shows at most one of them); the temperature is relative to the action's mean distance
+    cfg.test.inverted_softmax = False
+    cfg.test.inverted_softmax_temperature = 0.3
     cfg.test.visrank_max_queries = 100  # ranked-result pictures drawn per target
 
     # --- ours: where to run ('auto' = CUDA when available, else CPU)
@@ -365,6 +370,9 @@ def check_cfg(cfg):
         raise ConfigError(f'soccernetv3.training_subset must be in (0, 1]; got {cfg.soccernetv3.training_subset}')
     if not 0.0 <= cfg.test.rerank_lambda <= 1.0:
         raise ConfigError(f'test.rerank_lambda must be in [0, 1]; got {cfg.test.rerank_lambda}')
+    if not (math.isfinite(cfg.test.inverted_softmax_temperature) and cfg.test.inverted_softmax_temperature > 0):
+        raise ConfigError('test.inverted_softmax_temperature must be a finite number > 0; got '
+                          f'{cfg.test.inverted_softmax_temperature!r}')
     if cfg.train.lr_scheduler == 'cosine' and \
             cfg.train.warmup_epochs + cfg.train.cosine_delay_epochs >= cfg.train.max_epoch:
         raise ConfigError(
@@ -566,6 +574,8 @@ def engine_run_kwargs(cfg):
         'use_metric_cuhk03': cfg.cuhk03.use_metric_cuhk03,
         # ours
         'query_expansion': cfg.test.query_expansion,
+        'inverted_softmax': cfg.test.inverted_softmax,
+        'inverted_softmax_temperature': cfg.test.inverted_softmax_temperature,
         'visrank_max_queries': cfg.test.visrank_max_queries,
         'checkpoint_metric': cfg.train.checkpoint_metric,
         'save_freq': cfg.train.save_freq,

@@ -17,7 +17,9 @@ Comparisons (each printed with the ratio of test mAP):
    of the epochs (strong.yaml's shape; the organisers' step schedule ignores it) -- everything else as each
    recipe says;
    the strong recipe is also run without its warm-up (meant to protect pretrained weights, of which a
-   from-scratch network has none);
+   from-scratch network has none). Two more rows re-evaluate trained weights (no new training) to tell the
+   training from the ranking: the strong recipe without warm-up ranked without its per-action re-ranking
+   (the inverted softmax), and the organisers' recipe ranked with it;
 3. the demo recipe (plain P x K sampling, plain batch-hard triplet) vs the same recipe with the
    action-aware sampler (RandomActionSampler, 4 identities from each of 2 actions per batch) and the
    action-aware triplet. The synthetic games reuse
@@ -126,25 +128,37 @@ def main(argv=None):
     print(f'Synthetic demo set at {args.root}; network {demo.model.name} {demo.data.height}x{demo.data.width}, '
           f'{args.epochs} epochs, seeds {args.seeds}', flush=True)
     action_aware = ['sampler.train_sampler', 'RandomActionSampler', 'loss.triplet.action_aware', 'True']
-    variants = {  # name -> (config file, extra overrides, save-dir leaf)
-        'demo network, untrained': (DEMO, ['test.evaluate', 'True'], 'untrained'),
-        'demo recipe, trained (plain P x K)': (DEMO, [], 'demo'),
-        "organisers' recipe (adapted)": (ORGANISERS, adapted, 'organisers'),
-        'strong recipe (adapted)': (STRONG, adapted, 'strong'),
+    strong_nowarmup = 'strong recipe (adapted), no warm-up'
+    organisers = "organisers' recipe (adapted)"
+    # name -> (config file, extra overrides, save-dir leaf, trained variant whose final weights are only
+    # re-evaluated with these overrides, or None: trained here)
+    variants = {
+        'demo network, untrained': (DEMO, ['test.evaluate', 'True'], 'untrained', None),
+        'demo recipe, trained (plain P x K)': (DEMO, [], 'demo', None),
+        organisers: (ORGANISERS, adapted, 'organisers', None),
+        'strong recipe (adapted)': (STRONG, adapted, 'strong', None),
         # From scratch there are no pretrained weights for the warm-up to protect (it cost 7.6 test mAP
         # points on average, every seed): the same recipe without it, as a second row.
-        'strong recipe (adapted), no warm-up': (STRONG, adapted + ['train.warmup_epochs', '0'], 'strong_nowarmup'),
-        'demo recipe + action sampler + action-aware triplet': (DEMO, action_aware, 'action_aware'),
+        strong_nowarmup: (STRONG, adapted + ['train.warmup_epochs', '0'], 'strong_nowarmup', None),
+        'strong recipe (adapted), no warm-up, without its re-ranking':
+            (STRONG, adapted + ['test.inverted_softmax', 'False'], 'strong_nowarmup_plain', strong_nowarmup),
+        "organisers' recipe (adapted) + per-action inverted softmax":
+            (ORGANISERS, adapted + ['test.inverted_softmax', 'True'], 'organisers_ism', organisers),
+        'demo recipe + action sampler + action-aware triplet': (DEMO, action_aware, 'action_aware', None),
     }
     comparisons = {
         'trained': ('trained / untrained', 'demo recipe, trained (plain P x K)', 'demo network, untrained'),
-        'recipes': ("strong / organisers'", 'strong recipe (adapted)', "organisers' recipe (adapted)"),
-        'recipes_nowarmup': ("strong without warm-up / organisers'", 'strong recipe (adapted), no warm-up',
-                             "organisers' recipe (adapted)"),
+        'recipes': ("strong / organisers'", 'strong recipe (adapted)', organisers),
+        'recipes_nowarmup': ("strong without warm-up / organisers'", strong_nowarmup, organisers),
+        'recipes_training': ("strong without warm-up, without re-ranking / organisers' (training only)",
+                             'strong recipe (adapted), no warm-up, without its re-ranking', organisers),
+        'recipes_ranking': ("organisers' + inverted softmax / organisers' (ranking only)",
+                            "organisers' recipe (adapted) + per-action inverted softmax", organisers),
         'action': ('action-aware / plain P x K', 'demo recipe + action sampler + action-aware triplet',
                    'demo recipe, trained (plain P x K)'),
     }
-    keys = {'trained': ['trained'], 'recipes': ['recipes', 'recipes_nowarmup'], 'action': ['action']}
+    keys = {'trained': ['trained'], 'action': ['action'],
+            'recipes': ['recipes', 'recipes_nowarmup', 'recipes_training', 'recipes_ranking']}
     wanted = [comparisons[key] for group in ('trained', 'recipes', 'action') if group in args.only
               for key in keys[group]]
     names = [name for name in variants if any(name in c[1:] for c in wanted)]
@@ -152,7 +166,11 @@ def main(argv=None):
     for seed in args.seeds:
         common = common_overrides(args, demo, seed)
         for name in names:
-            config_file, extra, leaf = variants[name]
+            config_file, extra, leaf, weights_of = variants[name]
+            if weights_of is not None:  # listed after the variant it re-evaluates
+                trained_dir = osp.join(args.save_dir, f'{variants[weights_of][2]}_seed{seed}')
+                extra = extra + ['test.evaluate', 'True', 'model.load_weights',
+                                 osp.join(trained_dir, 'model', f'model.pth.tar-{args.epochs}')]
             row = run(f'{name}, seed {seed}', config_file, common + extra,
                       osp.join(args.save_dir, f'{leaf}_seed{seed}'))
             rows[name].append(row)

@@ -11,7 +11,7 @@ after loading the features (torch and numpy allocations both count there).
     11638 x 34355 matrix, then per query keep the same-action items and compute CMC/AP in a Python loop
     (re-implemented here as sn-reid's rank.py does it, for the comparison only).
 (b) ours: ``torchreid.metrics.evaluate_soccernetv3`` (per action), Cython and NumPy cores, with and without
-    k-reciprocal re-ranking (within each action).
+    k-reciprocal re-ranking (within each action), and with the per-action inverted softmax.
 Also: the ranking-file evaluator on the exported valid-scale JSON, ours vs the official SoccerNet one.
 """
 import argparse
@@ -102,11 +102,11 @@ def full_matrix_snreid(d):
     return float(np.mean(all_ap)), float(all_cmc[0])
 
 
-def ours(d, use_cython, rerank):
+def ours(d, use_cython, rerank, inverted_softmax=False):
     from torchreid.metrics import evaluate_soccernetv3
 
     res, _ = evaluate_soccernetv3(d['qf'], d['gf'], d['q_pids'], d['g_pids'], d['q_actions'], d['g_actions'],
-                                  use_cython=use_cython, rerank=rerank)
+                                  use_cython=use_cython, rerank=rerank, inverted_softmax=inverted_softmax)
     return res.mAP, float(res.cmc[0])
 
 
@@ -116,6 +116,7 @@ METHODS = {
     'ours per-action, NumPy': (lambda d: ours(d, False, False), 5),
     'ours per-action + re-rank, Cython': (lambda d: ours(d, True, True), 2),
     'ours per-action + re-rank, NumPy': (lambda d: ours(d, False, True), 2),
+    'ours per-action + inverted softmax': (lambda d: ours(d, True, False, inverted_softmax=True), 3),
 }
 
 

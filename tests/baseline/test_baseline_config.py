@@ -143,6 +143,9 @@ def test_shipped_configs_load():
                                               'strong.yaml')])
     assert strong.model.bnneck and strong.loss.triplet.action_aware
     assert strong.sampler.train_sampler == 'RandomActionSampler'
+    assert strong.test.inverted_softmax and not strong.test.rerank
+    run_kwargs = dc.engine_run_kwargs(strong)
+    assert (run_kwargs['inverted_softmax'], run_kwargs['inverted_softmax_temperature']) == (True, 0.3)
     baseline = build(['--config-file', osp.join(CONFIG_DIR, 'baseline_config.yaml')])
     assert baseline.model.name == 'resnet50_fc512' and baseline.soccernetv3.training_subset == 0.01
     assert (baseline.loss.name, baseline.loss.triplet.margin) == ('triplet', 0.3)
@@ -202,6 +205,8 @@ def test_unknown_section_and_command_line_key(tmp_path):
     ('data.transforms', "['random_flip', 'random_erasing']", ['data.transforms', 'random_erase']),
     ('train.cosine_delay_epochs', '-1', ['train.cosine_delay_epochs', 'non-negative']),
     ('sampler.num_pids_per_action', '1', ['sampler.num_pids_per_action', '0 (whole actions) or >= 2']),
+    ('test.inverted_softmax_temperature', '0.0', ['test.inverted_softmax_temperature', '> 0']),
+    ('test.inverted_softmax_temperature', '1e999', ['test.inverted_softmax_temperature', 'finite']),
 ])
 def test_bad_values_name_key_and_allowed_values(key, value, words):
     with pytest.raises(dc.ConfigError) as err:

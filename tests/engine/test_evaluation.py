@@ -84,7 +84,7 @@ def test_intermediate_tests_do_not_export(dm_valid, tmp_path, monkeypatch):
     assert len([n for n in os.listdir(tmp_path) if n.startswith('ranking_results_')]) == 1
 
 
-def test_rerank_reaches_the_metric_in_training_and_test_only(dm_valid, tmp_path, monkeypatch):
+def test_rerank_and_inverted_softmax_reach_the_metric(dm_valid, tmp_path, monkeypatch):
     calls = []
     real = torchreid.metrics.evaluate_soccernetv3
 
@@ -97,10 +97,15 @@ def test_rerank_reaches_the_metric_in_training_and_test_only(dm_valid, tmp_path,
     engine.run(save_dir=str(tmp_path), max_epoch=1, rerank=True, dist_metric='cosine', normalize_feature=True,
                print_freq=100)
     engine.run(save_dir=str(tmp_path), test_only=True, rerank=True, rerank_k1=7, rerank_k2=3, rerank_lambda=0.5)
-    assert len(calls) == 2
-    assert all(c['rerank'] is True for c in calls)
+    results = engine.run(save_dir=str(tmp_path), test_only=True, inverted_softmax=True,
+                         inverted_softmax_temperature=0.2)
+    assert len(calls) == 3
+    assert all(c['rerank'] is True for c in calls[:2])
     assert (calls[1]['k1'], calls[1]['k2'], calls[1]['lambda_value']) == (7, 3, 0.5)
     assert calls[0]['metric'] == 'cosine' and calls[0]['normalize'] is True
+    assert [c['inverted_softmax'] for c in calls] == [False, False, True]
+    assert calls[2]['inverted_softmax_temperature'] == 0.2 and calls[2]['rerank'] is False
+    assert 0.0 <= results['soccernetv3']['mAP'] <= 1.0
 
 
 class _DefaultMetricView(Dataset):
@@ -144,6 +149,8 @@ def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path)
     assert len(os.listdir(tmp_path / 'visrank_market')) == 1
     with pytest.raises(ValueError, match='query_expansion'):
         engine.test(query_expansion=True)
+    with pytest.raises(ValueError, match='inverted_softmax is implemented for soccernetv3 targets only'):
+        engine.test(inverted_softmax=True)
     # re-ranking on the full matrix runs and gives a valid metric
     reranked = engine.test(EvalOptions(rerank=True))['market']
     assert 0.0 <= reranked['mAP'] <= 1.0
@@ -177,4 +184,7 @@ def test_eval_options_validation():
         EvalOptions(ranks=[0, 1])
     with pytest.raises(ValueError, match='eval_metric'):
         EvalOptions(eval_metric='market')
+    for bad in (0, -0.5, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match='inverted_softmax_temperature'):
+            EvalOptions(inverted_softmax_temperature=bad)
     assert EvalOptions(ranks=5).ranks == (5,)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from torchreid.metrics import (compute_distance_matrix, evaluate_rank, evaluate_soccernetv3, rank_by_action,
-                               re_ranking)
+from torchreid.metrics import (compute_distance_matrix, evaluate_rank, evaluate_soccernetv3, inverted_softmax,
+                               rank_by_action, re_ranking)
 from torchreid.metrics import rerank as RR
 
 
@@ -167,3 +167,72 @@ def test_query_expansion_deterministic_changes_results_keeps_shapes(alpha):
     assert any(not np.array_equal(x, z) for x, z in zip(a, base))
     both = rank_by_action(qf, gf, qa, ga, query_expansion=True, rerank=True, k1=5, k2=2)
     assert [len(x) for x in both] == [len(x) for x in base]
+
+
+def test_inverted_softmax_demotes_a_box_claimed_by_another_query():
+    # Two queries (different people of one action), three gallery boxes. Box 1 is the nearest box of both
+    # queries, but far nearer to query 1; plain ranking puts it first for query 0 too. The inverted softmax
+    # hands box 1 to query 1, and query 0 gets box 2 (its second nearest) first.
+    dist = np.array([[0.50, 0.40, 0.45],
+                     [0.90, 0.05, 0.95]])
+    assert np.argsort(dist[0]).tolist() == [1, 2, 0]
+    scores = inverted_softmax(dist, temperature=0.3)
+    assert np.argsort(scores[0]).tolist() == [2, 0, 1]
+    assert np.argsort(scores[1]).tolist() == np.argsort(dist[1]).tolist() == [1, 0, 2]
+    # Through rank_by_action, on unit vectors (cosine): query angles 0 and 1 rad, boxes at 0.6, -0.7, 3.0.
+    # Box 0 is query 0's nearest but nearer still to query 1, so query 0 gets box 1 first; box 1 is then
+    # claimed by query 0, so for query 1 the far box 2 passes it.
+    def circle(angles):
+        return np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
+
+    qf, gf = circle(np.array([0.0, 1.0])), circle(np.array([0.6, -0.7, 3.0]))
+    plain = rank_by_action(qf, gf, [4, 4], [4, 4, 4], metric='cosine')
+    ism = rank_by_action(qf, gf, [4, 4], [4, 4, 4], metric='cosine', inverted_softmax=True)
+    assert [r.tolist() for r in plain] == [[0, 1, 2], [0, 1, 2]]
+    assert [r.tolist() for r in ism] == [[1, 0, 2], [0, 2, 1]]
+
+
+def test_inverted_softmax_matches_reference_formula_per_action():
+    qf, gf, qp, gp, qa, ga = _data(seed=5, nq=30, ng=90, n_actions=4)
+    t = 0.25
+    rankings = rank_by_action(qf, gf, qa, ga, metric='euclidean', inverted_softmax=True,
+                              inverted_softmax_temperature=t)
+    plain = rank_by_action(qf, gf, qa, ga)
+    assert any(not np.array_equal(a, b) for a, b in zip(rankings, plain))
+    for a in np.unique(qa):
+        qi, gi = np.flatnonzero(qa == a), np.flatnonzero(ga == a)
+        d = ((qf[qi, None, :].astype(np.float64) - gf[None, gi, :]) ** 2).sum(-1)
+        # softmax over the action's queries plus "none" (logit -1/t), logits -d / (t * mean d)
+        logits = -d / (t * d.mean())
+        denom = np.exp(logits).sum(0) + np.exp(-1.0 / t)
+        prob = np.exp(logits) / denom
+        for row, i in enumerate(qi):
+            np.testing.assert_array_equal(rankings[i], gi[np.argsort(-prob[row], kind='stable')])
+    # metrics through evaluate_soccernetv3 use the same rankings
+    res, ranked = evaluate_soccernetv3(qf, gf, qp, gp, qa, ga, metric='euclidean', inverted_softmax=True,
+                                       inverted_softmax_temperature=t)
+    for x, y in zip(ranked, rankings):
+        np.testing.assert_array_equal(x, y)
+    assert 0.0 <= res.mAP <= 1.0
+
+
+def test_inverted_softmax_single_query_action_keeps_the_plain_order():
+    rng = np.random.default_rng(8)
+    qf, gf = rng.standard_normal((1, 6)), rng.standard_normal((12, 6))
+    plain = rank_by_action(qf, gf, [3], [3] * 12)
+    ism = rank_by_action(qf, gf, [3], [3] * 12, inverted_softmax=True)
+    np.testing.assert_array_equal(plain[0], ism[0])
+    # identical features: every distance 0, nothing to re-rank, no NaN
+    same = np.ones((3, 4))
+    np.testing.assert_array_equal(inverted_softmax(np.zeros((3, 4))), np.zeros((3, 4)))
+    assert [r.tolist() for r in rank_by_action(same[:2], same, [0, 0], [0, 0, 0], inverted_softmax=True)] == \
+        [[0, 1, 2], [0, 1, 2]]
+
+
+def test_inverted_softmax_errors():
+    qf, gf, _, _, qa, ga = _data(nq=5, ng=10)
+    for bad in (0.0, -1.0, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match='inverted_softmax_temperature'):
+            rank_by_action(qf, gf, qa, ga, inverted_softmax=True, inverted_softmax_temperature=bad)
+    with pytest.raises(ValueError, match=r'\[num_query, num_gallery\]'):
+        inverted_softmax(np.zeros(4))

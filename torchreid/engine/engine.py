@@ -65,6 +65,9 @@ class EvalOptions:
         rerank: k-reciprocal re-ranking (per action for SoccerNet targets), with ``rerank_k1``,
             ``rerank_k2``, ``rerank_lambda`` (Zhong et al.'s k1, k2, lambda).
         query_expansion: average query expansion (SoccerNet targets).
+        inverted_softmax: rank by the action's inverted softmax (SoccerNet targets; the queries of an action
+            are different people, so a gallery box shows at most one of them), with
+            ``inverted_softmax_temperature`` (see :func:`torchreid.metrics.inverted_softmax`).
         ranks: CMC ranks to report.
         use_metric_cuhk03: evaluate ``'default'`` targets with the CUHK03 protocol (Torchreid's flag).
         eval_metric: force a metric for every target; ``None`` (the default) asks each dataset.
@@ -82,6 +85,8 @@ class EvalOptions:
     rerank_k2: int = 6
     rerank_lambda: float = 0.3
     query_expansion: bool = False
+    inverted_softmax: bool = False
+    inverted_softmax_temperature: float = 0.3
     ranks: Sequence[int] = (1, 5, 10, 20)
     use_metric_cuhk03: bool = False
     eval_metric: Optional[str] = None
@@ -109,6 +114,10 @@ class EvalOptions:
         if int(self.rerank_k1) < 1 or int(self.rerank_k2) < 1 or not 0.0 <= float(self.rerank_lambda) <= 1.0:
             raise ValueError('EvalOptions: rerank_k1 and rerank_k2 must be >= 1 and rerank_lambda in [0, 1], got '
                              f'{self.rerank_k1}, {self.rerank_k2}, {self.rerank_lambda}')
+        t = float(self.inverted_softmax_temperature)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError('EvalOptions.inverted_softmax_temperature must be a finite number > 0, got '
+                             f'{self.inverted_softmax_temperature!r}')
         if int(self.visrank_topk) < 1:
             raise ValueError(f'EvalOptions.visrank_topk must be >= 1, got {self.visrank_topk!r}')
 
@@ -381,8 +390,8 @@ class Engine:
 
         ``**eval_options`` are the fields of :class:`EvalOptions` (Torchreid's ``dist_metric``,
         ``normalize_feature``, ``visrank``, ``visrank_topk``, ``use_metric_cuhk03``, ``ranks``, ``rerank``,
-        ``export_ranking_results``; ours ``query_expansion``, ``visrank_max_queries``, ``rerank_k1`` /
-        ``rerank_k2`` / ``rerank_lambda``, ``eval_metric``, ...); exports and pictures go to ``save_dir``.
+        ``export_ranking_results``; ours ``query_expansion``, ``inverted_softmax``, ``visrank_max_queries``,
+        ``rerank_k1`` / ``rerank_k2`` / ``rerank_lambda``, ``eval_metric``, ...); exports and pictures go to ``save_dir``.
         Also ours: ``checkpoint_metric`` (``'mAP'``, ``'rank1'`` or ``'mINP'`` of the first target with labels
         decides ``model-best.pth.tar``), ``save_freq`` (checkpoint every N epochs and after the last),
         ``keep_last`` (keep only the newest N epoch checkpoints), ``resume`` (checkpoint path, or dict
@@ -630,9 +639,10 @@ class Engine:
         if eval_metric not in EVAL_METRICS:
             raise ValueError(f'{name}: dataset declares eval_metric={eval_metric!r}; expected one of {EVAL_METRICS}')
         hidden = bool(getattr(qset, 'hidden_labels', False))
-        if opts.query_expansion and eval_metric != 'soccernetv3':
-            raise ValueError(f'{name}: query_expansion is implemented for soccernetv3 targets only '
-                             f'(this target uses {eval_metric!r})')
+        for option in ('query_expansion', 'inverted_softmax'):
+            if getattr(opts, option) and eval_metric != 'soccernetv3':
+                raise ValueError(f'{name}: {option} is implemented for soccernetv3 targets only '
+                                 f'(this target uses {eval_metric!r})')
 
         t0 = time.time()
         qf, q_pids, q_camids = self.extract_features(query_loader, desc=f'{name} query')
@@ -650,7 +660,8 @@ class Engine:
         if eval_metric == 'soccernetv3':
             rank_kwargs = dict(metric=opts.dist_metric, normalize=opts.normalize_feature, rerank=opts.rerank,
                                k1=opts.rerank_k1, k2=opts.rerank_k2, lambda_value=opts.rerank_lambda,
-                               query_expansion=opts.query_expansion)
+                               query_expansion=opts.query_expansion, inverted_softmax=opts.inverted_softmax,
+                               inverted_softmax_temperature=opts.inverted_softmax_temperature)
             if hidden:
                 rankings = metrics.rank_by_action(qf, gf, q_camids, g_camids, **rank_kwargs)
                 result = None

@@ -1,18 +1,27 @@
 """SoccerNet-v3 evaluation action by action: only same-action pairs are ever computed.
 
 The query and gallery sets are grouped by action once (stable argsort of the action ids); for every action
-the distances between its queries and its gallery are computed, optionally expanded (query expansion) and
-re-ranked (k-reciprocal, within the action), then stably sorted. Memory is bounded by the largest action and
-the rankings are identical to those of the full query x gallery matrix restricted to each action (the stable
-sort keeps gallery order for ties in both), as long as the distances themselves are equal.
+the distances between its queries and its gallery are computed, optionally expanded (query expansion),
+re-ranked (k-reciprocal, within the action) and turned into the action's inverted softmax (see below), then
+stably sorted. Memory is bounded by the largest action and the rankings are identical to those of the full
+query x gallery matrix restricted to each action (the stable sort keeps gallery order for ties in both), as
+long as the distances themselves are equal.
+
+Inverted softmax (Smith et al., "Offline bilingual word vectors, orthogonal transformations and the inverted
+softmax", ICLR 2017), per action: the queries of one SoccerNet action are the boxes of one frame, so they are
+all different people, and a gallery box is the match of at most one of them. Each gallery box's similarities
+to the action's queries, plus a "none of them" option, become a softmax over the queries, and each query
+ranks its gallery by that probability: a box much closer to another query of the action (the teammate it
+really shows) moves down. It uses only the action index, which the challenge split also gives.
 """
 import numpy as np
+from scipy.special import logsumexp
 
 from .distance import METRICS
 from .rank import _joint_codes, _labels, _metrics_from_csr, _rank_cy, _to_numpy, _use_cython
 from .rerank import check_rerank_args, re_rank_full
 
-__all__ = ['rank_by_action', 'evaluate_soccernetv3']
+__all__ = ['rank_by_action', 'evaluate_soccernetv3', 'inverted_softmax']
 
 
 def _features(x, name):
@@ -63,9 +72,37 @@ def _expand_queries(qa, ga, metric, qe_k, qe_alpha, renormalise):
     return _l2_normalise(out) if renormalise else out
 
 
+def _check_temperature(temperature):
+    t = float(temperature)
+    if not (np.isfinite(t) and t > 0):
+        raise ValueError(f'inverted_softmax_temperature must be a finite number > 0, got {temperature!r}')
+    return t
+
+
+def inverted_softmax(dist, temperature=0.3):
+    """``-log p(query | gallery item)`` for one action's ``[nq, ng]`` distances (smaller = better match).
+
+    ``p(. | g)`` is a softmax over the action's queries and a "none of them" option, with logits
+    ``-dist / (temperature * mean distance)`` and ``-1 / temperature`` for "none" (the action's mean
+    distance): dividing by the mean distance makes ``temperature`` independent of the metric and the
+    feature scale, and the "none" option keeps a gallery item that matches no query from being claimed by
+    its nearest one, and an action with a single query ranked as before. Rows are ranked by the result.
+    """
+    t = _check_temperature(temperature)
+    dist = np.asarray(dist, dtype=np.float64)
+    if dist.ndim != 2:
+        raise ValueError(f'inverted_softmax: dist must be [num_query, num_gallery], got shape {dist.shape}')
+    scale = dist.mean() if dist.size else 0.0
+    if not scale > 0:
+        return dist                      # all distances 0: no query is closer than another
+    logits = dist * (-1.0 / (t * scale))
+    none = np.full((1, dist.shape[1]), -1.0 / t)
+    return logsumexp(np.concatenate([logits, none]), axis=0)[None, :] - logits
+
+
 def _rank_by_action_csr(qf, gf, q_actions, g_actions, metric='euclidean', normalize=False, rerank=False,
                         k1=20, k2=6, lambda_value=0.3, query_expansion=False, qe_k=3, qe_alpha=0.0,
-                        use_cython=True):
+                        inverted_softmax=False, inverted_softmax_temperature=0.3, use_cython=True):
     """Rankings as a CSR pair ``(flat, offsets)`` in the original query order (gallery list positions)."""
     if metric not in METRICS:
         raise ValueError(f'Unknown distance metric {metric!r}; expected one of {METRICS}')
@@ -80,6 +117,8 @@ def _rank_by_action_csr(qf, gf, q_actions, g_actions, metric='euclidean', normal
         check_rerank_args(k1, k2, lambda_value)
     if query_expansion and int(qe_k) < 1:
         raise ValueError(f'qe_k must be >= 1, got {qe_k}')
+    if inverted_softmax:
+        _check_temperature(inverted_softmax_temperature)
     q_sq, g_sq = _row_sq(qf), _row_sq(gf)
     if not (np.isfinite(q_sq).all() and np.isfinite(g_sq).all()):
         raise ValueError('qf or gf contains NaN or inf (or values too large for float32)')
@@ -100,10 +139,10 @@ def _rank_by_action_csr(qf, gf, q_actions, g_actions, metric='euclidean', normal
     offsets = np.zeros(nq + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     sorted_lengths = lengths[q_order]
-    if rerank or query_expansion:
+    if rerank or query_expansion or inverted_softmax:
         flat_sorted = _ranked_per_action(qf, gf, q_order, g_order, q_count, q_start, g_count, g_start, metric,
                                          rerank, k1, k2, lambda_value, query_expansion, qe_k, qe_alpha,
-                                         renormalise)
+                                         renormalise, inverted_softmax_temperature if inverted_softmax else None)
     else:
         flat_sorted = _ranked_plain(qf, gf, q_sq[q_order], g_sq[g_order], q_order, g_order, q_count, q_start,
                                     g_count, g_start, sorted_lengths, metric, _use_cython(use_cython))
@@ -116,8 +155,9 @@ def _rank_by_action_csr(qf, gf, q_actions, g_actions, metric='euclidean', normal
 
 
 def _ranked_per_action(qf, gf, q_order, g_order, q_count, q_start, g_count, g_start, metric, rerank, k1, k2,
-                       lambda_value, query_expansion, qe_k, qe_alpha, renormalise):
-    """One action at a time (re-ranking and query expansion need each action's own q-q and g-g sets)."""
+                       lambda_value, query_expansion, qe_k, qe_alpha, renormalise, inverted_softmax_temperature):
+    """One action at a time (re-ranking, query expansion and the inverted softmax need each action's own
+    sets); ``inverted_softmax_temperature`` None: no inverted softmax."""
     blocks = []                                          # per action [nq_a, ng_a] gallery positions
     for a in np.flatnonzero(q_count):
         qi = q_order[q_start[a]:q_start[a] + q_count[a]]
@@ -132,6 +172,8 @@ def _ranked_per_action(qf, gf, q_order, g_order, q_count, q_start, g_count, g_st
             dist = re_rank_full(_block_distance(both, both, metric), qa.shape[0], k1, k2, lambda_value)
         else:
             dist = _block_distance(qa, ga, metric)
+        if inverted_softmax_temperature is not None:
+            dist = inverted_softmax(dist, inverted_softmax_temperature)
         blocks.append(gi[np.argsort(dist, axis=1, kind='stable')].reshape(-1))
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
 
@@ -189,7 +231,8 @@ def _split(flat, offsets):
 
 
 def rank_by_action(qf, gf, q_actions, g_actions, metric='euclidean', normalize=False, rerank=False, k1=20, k2=6,
-                   lambda_value=0.3, query_expansion=False, qe_k=3, qe_alpha=0.0, use_cython=True):
+                   lambda_value=0.3, query_expansion=False, qe_k=3, qe_alpha=0.0, inverted_softmax=False,
+                   inverted_softmax_temperature=0.3, use_cython=True):
     """Rank, for every query, the gallery items of its own action.
 
     Args:
@@ -200,6 +243,8 @@ def rank_by_action(qf, gf, q_actions, g_actions, metric='euclidean', normalize=F
         query_expansion (bool): average query expansion inside each action before ranking: every query is
             averaged with its ``qe_k`` nearest gallery items, weighted by ``max(cos, 0) ** qe_alpha`` when
             ``qe_alpha > 0`` (alpha-QE), uniformly otherwise.
+        inverted_softmax (bool): rank by the action's inverted softmax (:func:`inverted_softmax`, applied
+            last, after query expansion and re-ranking) with ``inverted_softmax_temperature``.
         use_cython (bool): sort with the compiled segment sort when built (same rankings either way).
 
     Returns:
@@ -209,6 +254,8 @@ def rank_by_action(qf, gf, q_actions, g_actions, metric='euclidean', normalize=F
     flat, offsets = _rank_by_action_csr(qf, gf, q_actions, g_actions, metric=metric, normalize=normalize,
                                         rerank=rerank, k1=k1, k2=k2, lambda_value=lambda_value,
                                         query_expansion=query_expansion, qe_k=qe_k, qe_alpha=qe_alpha,
+                                        inverted_softmax=inverted_softmax,
+                                        inverted_softmax_temperature=inverted_softmax_temperature,
                                         use_cython=use_cython)
     return _split(flat, offsets)
 
@@ -219,7 +266,7 @@ def evaluate_soccernetv3(qf, gf, q_pids, g_pids, q_actions, g_actions, max_rank=
 
     Same numbers as ``evaluate_rank(full_distmat, ..., eval_metric='soccernetv3')`` for the same distances.
     ``rank_kwargs`` go to :func:`rank_by_action` (metric, normalize, rerank, k1, k2, lambda_value,
-    query_expansion, qe_k, qe_alpha).
+    query_expansion, qe_k, qe_alpha, inverted_softmax, inverted_softmax_temperature).
 
     Returns:
         (RankResult, rankings): rankings as returned by :func:`rank_by_action`.
