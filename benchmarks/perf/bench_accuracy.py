@@ -137,8 +137,8 @@ def main(argv=None):
         'demo recipe, trained (plain P x K)': (DEMO, [], 'demo', None),
         organisers: (ORGANISERS, adapted, 'organisers', None),
         'strong recipe (adapted)': (STRONG, adapted, 'strong', None),
-        # From scratch there are no pretrained weights for the warm-up to protect (it cost 7.6 test mAP
-        # points on average, every seed): the same recipe without it, as a second row.
+        # From scratch there are no pretrained weights for the warm-up to protect (it cost 7.8 test mAP
+        # points on average over seeds 1-5, every seed): the same recipe without it, as a second row.
         strong_nowarmup: (STRONG, adapted + ['train.warmup_epochs', '0'], 'strong_nowarmup', None),
         'strong recipe (adapted), no warm-up, without its re-ranking':
             (STRONG, adapted + ['test.inverted_softmax', 'False'], 'strong_nowarmup_plain', strong_nowarmup),

@@ -113,6 +113,22 @@ def test_test_only_from_saved_weights_reproduces_numbers(trained, tiny_root, tmp
         assert json.load(f1) == json.load(f2)
 
 
+def test_inverted_softmax_reaches_the_exported_rankings(trained, tiny_root, tmp_path):
+    out, _ = trained
+    weights = out['checkpoints'][-1][1]
+    ism = load_main().main(tiny_argv(tiny_root, str(tmp_path), 'test.evaluate', 'True', 'model.load_weights',
+                                     weights, 'test.visrank', 'False', 'test.inverted_softmax', 'True'))
+    for name in ('soccernetv3', 'soccernetv3_test'):
+        # the exported file, re-scored by the evaluator, gives the engine's numbers
+        assert ism['targets'][name]['agree'] is True
+    # every target, the challenge one too (hidden labels), is ranked differently from the plain ranking
+    for name in ('soccernetv3', 'soccernetv3_test', 'soccernetv3_challenge'):
+        with open(out['targets'][name]['ranking_path']) as f1, open(ism['targets'][name]['ranking_path']) as f2:
+            plain, reranked = json.load(f1), json.load(f2)
+        assert plain.keys() == reranked.keys() and plain != reranked, name
+        assert all(sorted(plain[q]) == sorted(reranked[q]) for q in plain), name
+
+
 def test_resume_continues_at_the_right_epoch(trained, tiny_root, tmp_path):
     from torchreid.utils import load_checkpoint
 

@@ -391,7 +391,8 @@ class Engine:
         ``**eval_options`` are the fields of :class:`EvalOptions` (Torchreid's ``dist_metric``,
         ``normalize_feature``, ``visrank``, ``visrank_topk``, ``use_metric_cuhk03``, ``ranks``, ``rerank``,
         ``export_ranking_results``; ours ``query_expansion``, ``inverted_softmax``, ``visrank_max_queries``,
-        ``rerank_k1`` / ``rerank_k2`` / ``rerank_lambda``, ``eval_metric``, ...); exports and pictures go to ``save_dir``.
+        ``rerank_k1`` / ``rerank_k2`` / ``rerank_lambda``, ``eval_metric``, ...); exports and pictures go to
+        ``save_dir``.
         Also ours: ``checkpoint_metric`` (``'mAP'``, ``'rank1'`` or ``'mINP'`` of the first target with labels
         decides ``model-best.pth.tar``), ``save_freq`` (checkpoint every N epochs and after the last),
         ``keep_last`` (keep only the newest N epoch checkpoints), ``resume`` (checkpoint path, or dict
