@@ -17,7 +17,7 @@ def single_torch_thread():
 @pytest.fixture(scope='session')
 def tiny_root(tmp_path_factory):
     """A data root holding ``soccernetv3/reid/...`` generated with the 'tiny' preset, seed 0."""
-    from torchreid.data.synthetic import generate_dataset
+    from torchreid.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp('tiny_data')
     generate_dataset(str(root), preset='tiny', seed=0)

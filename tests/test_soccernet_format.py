@@ -1,9 +1,9 @@
-"""The SoccerNet-v3 name and ground-truth format (torchreid/data/datasets/image/soccernet_format.py)."""
+"""The SoccerNet-v3 name and ground-truth format (torchreid/soccernet_format.py)."""
 import json
 
 import pytest
 
-from torchreid.data.datasets.image.soccernet_format import (
+from torchreid.soccernet_format import (
     CLASSES, FilenameError, GroundTruthError, SoccerNetSample, format_filename, gt_split_to_samples, parse_filename,
     read_ground_truth, write_ground_truth)
 

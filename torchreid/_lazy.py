@@ -1,27 +1,35 @@
-"""Lazy re-exports for package ``__init__`` modules (PEP 562).
+"""The one lazy-import mechanism of the package (PEP 562), used by ``torchreid`` and ``torchreid.utils``.
 
-A package lists which submodule defines each public name; the submodule is imported on first access.
-So ``import torchreid.data.datasets.image.soccernet_format`` (the synthetic generator's only need) does
-not pull in torch through the packages above it, while ``from torchreid.data import ImageDataManager``
-keeps working as before.
+``import torchreid`` stays cheap (subpackages load on first access, as ``torchreid.data``), and
+``torchreid.utils`` can be imported by the torch-free modules (:mod:`torchreid.soccernet_format`, the
+synthetic generator) for its atomic writes without pulling in torch through its checkpoint helpers.
 """
 import importlib
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 
-def lazy_exports(package: str, exports: Dict[str, str]) -> Tuple[Callable[[str], object], Callable[[], List[str]]]:
-    """Return ``(__getattr__, __dir__)`` for ``package``; ``exports`` maps public name -> relative submodule."""
+def lazy_exports(package: str, exports: Dict[str, str], submodules: Iterable[str] = ()
+                 ) -> Tuple[Callable[[str], object], Callable[[], List[str]]]:
+    """Return ``(__getattr__, __dir__)`` for ``package``.
+
+    ``exports`` maps a public name to the (relative or absolute) module that defines it; ``submodules`` are
+    names of ``package``'s own subpackages/modules, returned as modules. Both are imported on first access
+    and cached in the package namespace.
+    """
     namespace = importlib.import_module(package).__dict__
+    submodules = tuple(submodules)
 
     def __getattr__(name):
-        submodule = exports.get(name)
-        if submodule is None:
+        if name in submodules:
+            value = importlib.import_module(f'{package}.{name}')
+        elif name in exports:
+            value = getattr(importlib.import_module(exports[name], package), name)
+        else:
             raise AttributeError(f'module {package!r} has no attribute {name!r}')
-        value = getattr(importlib.import_module(submodule, package), name)
         namespace[name] = value  # cache: later lookups skip __getattr__
         return value
 
     def __dir__():
-        return sorted(set(namespace) | set(exports))
+        return sorted(set(namespace) | set(exports) | set(submodules))
 
     return __getattr__, __dir__

@@ -32,7 +32,7 @@ import re
 from yacs.config import CfgNode as CN
 
 from torchreid.data.samplers import AVAILABLE_SAMPLERS
-from torchreid.data.synthetic import PRESETS
+from torchreid.synthetic import PRESETS
 from torchreid.metrics.rank import EVAL_METRICS
 from torchreid.optim import AVAI_OPTIMS, AVAI_SCHEDULERS
 

@@ -79,7 +79,7 @@ def prepare_synthetic_data(cfg):
     """Generate the synthetic SoccerNet-v3 set under ``data.root`` when ``data.synthetic_preset`` asks."""
     if not cfg.data.synthetic_preset:
         return None
-    from torchreid.data.synthetic import generate_dataset
+    from torchreid.synthetic import generate_dataset
 
     t0 = time.time()
     # A complete set of the same preset and seed returns at once; a different or partial one raises.

@@ -26,7 +26,7 @@ from torchreid.data.datasets import init_image_dataset  # noqa: E402
 def ensure_demo(root):
     if osp.isdir(osp.join(root, 'soccernetv3', 'reid', 'train')):
         return root
-    from torchreid.data.synthetic import generate_dataset
+    from torchreid.synthetic import generate_dataset
     print(f'generating the demo preset in {root} ...', flush=True)
     generate_dataset(root, preset='demo', seed=0)
     return root

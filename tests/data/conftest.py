@@ -6,8 +6,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from torchreid.data.datasets.image.soccernet_format import (CLASSES, SoccerNetSample, format_filename,
-                                                            write_ground_truth)
+from torchreid.soccernet_format import CLASSES, SoccerNetSample, format_filename, write_ground_truth
 
 _COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
 

@@ -10,8 +10,7 @@ import pytest
 
 from torchreid.data.datasets import (GroundTruthMismatchError, SoccerNetDataError, UnreadableImageError,
                                      init_image_dataset, list_image_datasets, register_image_dataset)
-from torchreid.data.datasets.image.soccernet_format import (format_filename, gt_split_to_samples,
-                                                            read_ground_truth, write_ground_truth)
+from torchreid.soccernet_format import format_filename, gt_split_to_samples, read_ground_truth, write_ground_truth
 from torchreid.data.datasets.image.soccernetv3 import Soccernetv3, download_soccernetv3
 
 from .conftest import build_labelled_subset, build_tree
@@ -347,7 +346,7 @@ def test_download_unknown_split(tmp_path):
 
 # ----- the generator's tiny set -----
 def test_tiny_set_discovery(request):
-    pytest.importorskip('torchreid.data.synthetic')
+    pytest.importorskip('torchreid.synthetic')
     from torchreid.data import synthetic
     if not hasattr(synthetic, 'generate_dataset'):
         pytest.skip('synthetic generator not available yet')

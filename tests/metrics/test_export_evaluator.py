@@ -238,7 +238,7 @@ def test_cli_subprocess(tmp_path):
 
 def test_synthetic_split_round_trip_with_official(request, tmp_path):
     """Real file layout: the tiny synthetic valid split's bbox_info.json, random features per sample."""
-    pytest.importorskip('torchreid.data.synthetic')
+    pytest.importorskip('torchreid.synthetic')
     root = request.getfixturevalue('tiny_root')
     gt_path = os.path.join(root, 'soccernetv3', 'reid', 'valid', 'bbox_info.json')
     with open(gt_path) as f:

@@ -4,7 +4,7 @@ Names are resolved on first access (PEP 562), so ``import torchreid.utils`` stay
 ``torchreid.models`` at import time (``load_pretrained_weights`` is re-exported from there lazily), and
 one missing optional dependency does not break the rest. ``from torchreid.utils import X`` works as usual.
 """
-import importlib
+from torchreid._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -47,18 +47,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    module = importlib.import_module(module_name, __name__) if module_name.startswith('.') \
-        else importlib.import_module(module_name)
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

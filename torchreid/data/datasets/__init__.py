@@ -1,11 +1,9 @@
-"""Datasets: the record-list base classes, the registry and the image datasets (loaded on first access)."""
-from torchreid._lazy import lazy_exports
+"""Datasets: the record-list base classes, the registry and the image datasets."""
+from .dataset import Dataset, ImageDataset, UnreadableImageError, read_image
+from .image import (GroundTruthMismatchError, Market1501, SoccerNetDataError, Soccernetv3, Soccernetv3Challenge,
+                    Soccernetv3Test)
+from .registry import init_image_dataset, list_image_datasets, register_image_dataset
 
-_EXPORTS = {
-    'Dataset': '.dataset', 'ImageDataset': '.dataset', 'UnreadableImageError': '.dataset', 'read_image': '.dataset',
-    'register_image_dataset': '.registry', 'init_image_dataset': '.registry', 'list_image_datasets': '.registry',
-    'Market1501': '.image', 'Soccernetv3': '.image', 'Soccernetv3Test': '.image', 'Soccernetv3Challenge': '.image',
-    'SoccerNetDataError': '.image', 'GroundTruthMismatchError': '.image',
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'register_image_dataset',
+           'init_image_dataset', 'list_image_datasets', 'Market1501', 'Soccernetv3', 'Soccernetv3Test',
+           'Soccernetv3Challenge', 'SoccerNetDataError', 'GroundTruthMismatchError']

@@ -1,6 +1,6 @@
-"""``python -m torchreid.data.synthetic --root DIR --preset tiny|demo|full --seed N``."""
+"""``python -m torchreid.data.synthetic`` still works: the command of :mod:`torchreid.synthetic`."""
 import sys
 
-from .cli import main
+from torchreid.synthetic.cli import main
 
 sys.exit(main())

@@ -1,10 +1,7 @@
-"""Image ReID datasets (loaded on first access; ``soccernet_format`` imports without torch)."""
-from torchreid._lazy import lazy_exports
+"""Image ReID datasets."""
+from .market1501 import Market1501, MarketNameError
+from .soccernetv3 import (GroundTruthMismatchError, SoccerNetDataError, Soccernetv3, Soccernetv3Challenge,
+                          Soccernetv3Test, download_soccernetv3)
 
-_EXPORTS = {
-    'Market1501': '.market1501', 'MarketNameError': '.market1501',
-    **{name: '.soccernetv3' for name in ('Soccernetv3', 'Soccernetv3Test', 'Soccernetv3Challenge',
-                                         'SoccerNetDataError', 'GroundTruthMismatchError', 'download_soccernetv3')},
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ['Market1501', 'MarketNameError', 'Soccernetv3', 'Soccernetv3Test', 'Soccernetv3Challenge',
+           'SoccerNetDataError', 'GroundTruthMismatchError', 'download_soccernetv3']

@@ -19,7 +19,7 @@ import os.path as osp
 import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .soccernet_format import GT_FIELDS, FilenameError, parse_filename, read_ground_truth
+from torchreid.soccernet_format import GT_FIELDS, FilenameError, parse_filename, read_ground_truth
 from ..dataset import ImageDataset, summarise_errors, summarise_paths
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m torchreid.data.synthetic --root DIR --preset demo --seed 0``."""
+"""Command line: ``python -m torchreid.synthetic --root DIR --preset demo --seed 0``."""
 import argparse
 import json
 import logging
@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='python -m torchreid.data.synthetic',
+        prog='python -m torchreid.synthetic',
         description='Generate a synthetic SoccerNet-v3 ReID set (real layout, names and ground truth) '
                     'under <root>/soccernetv3/reid.')
     parser.add_argument('--root', required=True, help='data root; the set goes to <root>/soccernetv3/reid')

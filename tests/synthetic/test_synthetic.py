@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from torchreid.data.datasets.image.soccernet_format import CLASSES, parse_filename, read_ground_truth
-from torchreid.data.synthetic import (IDENTITIES_NAME, META_NAME, PRESETS, Preset, SplitSize, generate_dataset,
+from torchreid.soccernet_format import CLASSES, parse_filename, read_ground_truth
+from torchreid.synthetic import (IDENTITIES_NAME, META_NAME, PRESETS, Preset, SplitSize, generate_dataset,
                                       plan_dataset, plan_statistics)
-from torchreid.data.synthetic.cli import main as cli_main
+from torchreid.synthetic.cli import main as cli_main
 
 # Smaller than 'tiny': for the tests that generate several times.
 MINI = Preset(name='mini', train=SplitSize(1, 2), valid=SplitSize(1, 2), test=SplitSize(1, 1),
@@ -312,7 +312,7 @@ def test_partial_folder_is_refused_then_replaced(tmp_path):
 
 
 def test_interrupted_generation_leaves_nothing_complete(tmp_path, monkeypatch):
-    from torchreid.data.synthetic import generator
+    from torchreid.synthetic import generator
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

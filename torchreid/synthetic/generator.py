@@ -16,8 +16,7 @@ import time
 import uuid
 from typing import Optional, Union
 
-from torchreid.data.datasets.image.soccernet_format import (SoccerNetSample, format_filename, samples_to_gt_split,
-                                                            write_ground_truth)
+from torchreid.soccernet_format import SoccerNetSample, format_filename, samples_to_gt_split, write_ground_truth
 from torchreid.utils.io import atomic_write_json
 
 from .plan import DatasetPlan, plan_dataset, plan_statistics
