@@ -115,6 +115,27 @@ def test_device_and_deprecated_use_gpu(shared_tree):
     assert dm.device.type == 'cpu' and not dm.train_loader.pin_memory
 
 
+def test_deprecated_use_gpu_true_goes_through_the_one_resolver(shared_tree, monkeypatch):
+    from torchreid.data import datamanager
+
+    requests = []
+    real = datamanager.resolve_device
+
+    def spy(device=None):
+        requests.append(device)
+        return real(device)
+
+    monkeypatch.setattr(datamanager, 'resolve_device', spy)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.warns(DeprecationWarning, match='use_gpu'):
+        dm = _dm(shared_tree[0], device=None, use_gpu=True)
+    assert requests == ['auto'] and dm.device.type == 'cpu' and dm.use_gpu is False
+    with pytest.warns(DeprecationWarning):
+        assert _dm(shared_tree[0], device=None, use_gpu=False).device.type == 'cpu'
+    assert requests[-1] == 'cpu'
+    assert _dm(shared_tree[0], device='auto').device.type == 'cpu'
+
+
 def test_unknown_transform_and_sampler(shared_tree):
     with pytest.raises(ValueError) as err:
         build_transforms(32, 16, ['random_flip', 'random_rotate'])

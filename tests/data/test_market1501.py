@@ -74,3 +74,42 @@ def test_market_datamanager(tmp_path):
     batch = next(iter(dm.train_loader))
     assert batch['img'].shape == (2, 3, 16, 8) and batch['pid'][0] == batch['pid'][1]
     assert dm.test_loader['market1501']['gallery'].dataset.eval_metric == 'default'
+
+
+def test_market_misspelt_option_is_a_type_error(tmp_path):
+    _market(str(tmp_path))
+    with pytest.raises(TypeError) as err:
+        init_image_dataset('market1501', root=str(tmp_path), market1501_50k=True, verbose=False)
+    message = str(err.value)
+    assert message.startswith('Market1501:') and "'market1501_50k'" in message
+    assert "did you mean 'market1501_500k'" in message and 'Accepted:' in message and 'root' in message
+
+
+def test_market_accepts_and_ignores_the_other_shared_options(tmp_path):
+    _market(str(tmp_path))
+    ds = init_image_dataset('market1501', root=str(tmp_path), verbose=False, split_id=1, cuhk03_labeled=True,
+                            cuhk03_classic_split=True, soccernetv3_training_subset=0.5, download=False)
+    assert len(ds.train) == 6 and len(ds.query) == 2
+
+
+def test_data_manager_forwards_exactly_the_shared_options(tmp_path, monkeypatch):
+    import inspect
+
+    from torchreid.data import datamanager
+    from torchreid.data.datasets.dataset import SHARED_DATASET_OPTIONS
+
+    assert set(SHARED_DATASET_OPTIONS) <= set(inspect.signature(ImageDataManager).parameters)
+    seen = {}
+    real = datamanager.init_image_dataset
+
+    def spy(name, **kwargs):
+        seen[name] = kwargs
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(datamanager, 'init_image_dataset', spy)
+    _market(str(tmp_path))
+    ImageDataManager(root=str(tmp_path), sources='market1501', height=32, width=16, batch_size_train=2,
+                     batch_size_test=2, workers=0, device='cpu', split_id=2, market1501_500k=False)
+    forwarded = seen['market1501']
+    assert set(SHARED_DATASET_OPTIONS) <= set(forwarded)
+    assert forwarded['split_id'] == 2 and forwarded['soccernetv3_training_subset'] == 1.0

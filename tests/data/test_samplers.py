@@ -190,6 +190,14 @@ def test_build_train_sampler_names():
     with pytest.raises(ValueError) as err:
         build_train_sampler(records, 'RandomDomainSamplerX')
     assert all(name in str(err.value) for name in AVAILABLE_SAMPLERS)
+    assert 'AVAILABLE_SAMPLERS' in str(err.value)
+
+
+def test_torchreid_sampler_alias_is_the_same_tuple():
+    import torchreid.data.samplers as samplers
+
+    assert samplers.AVAI_SAMPLERS is samplers.AVAILABLE_SAMPLERS is AVAILABLE_SAMPLERS
+    assert 'AVAI_SAMPLERS' in samplers.__all__
 
 
 def test_identity_sampler_scales_linearly():

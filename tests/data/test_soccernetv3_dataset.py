@@ -151,6 +151,49 @@ def test_training_subset_alias_conflict(shared_tree):
         _load('soccernetv3', shared_tree[0], training_subset=0.5, soccernetv3_training_subset=0.25)
 
 
+# ----- keyword options -----
+def test_misspelt_option_is_a_type_error_with_a_suggestion(tiny_root):
+    with pytest.raises(TypeError) as err:
+        init_image_dataset('soccernetv3', root=tiny_root, trainig_subset=0.1, download=False, verbose=False)
+    message = str(err.value)
+    assert message.startswith('Soccernetv3:')
+    assert "'trainig_subset'" in message and "did you mean 'training_subset'" in message
+    assert 'Accepted:' in message and 'soccernetv3_training_subset' in message and 'verify_images' in message
+
+
+def test_misspelt_option_fails_before_any_folder_is_read(tmp_path):
+    # The root does not exist: the typo, not the missing folder, is reported.
+    with pytest.raises(TypeError, match="Soccernetv3Challenge: unknown keyword argument.*'chek_ground_truth'"):
+        init_image_dataset('soccernetv3_challenge', root=str(tmp_path / 'nowhere'), chek_ground_truth=True)
+
+
+def test_shared_options_are_accepted_and_ignored(tiny_root):
+    from torchreid.data.datasets.dataset import SHARED_DATASET_OPTIONS
+
+    plain = _load('soccernetv3', tiny_root)
+    shared = dict(split_id=3, cuhk03_labeled=True, cuhk03_classic_split=True, market1501_500k=True,
+                  soccernetv3_training_subset=1.0)
+    assert set(shared) | {'download'} == set(SHARED_DATASET_OPTIONS)
+    for name in ('soccernetv3', 'soccernetv3_test', 'soccernetv3_challenge'):
+        ds = _load(name, tiny_root, **shared)
+        assert len(ds.query) > 0
+    assert _load('soccernetv3', tiny_root, **shared).train == plain.train
+
+
+def test_custom_subclass_without_own_check_is_still_strict():
+    from torchreid.data.datasets import ImageDataset
+
+    class Custom(ImageDataset):  # Torchreid-style: builds lists, passes **kwargs up
+        def __init__(self, root='', **kwargs):
+            super().__init__([('a.jpg', 0, 0)], [('b.jpg', 0, 1)], [('c.jpg', 0, 2)], **kwargs)
+
+    Custom(root='.', verbose=False, split_id=0, download=False)  # shared options ignored
+    with pytest.raises(TypeError, match=r"Custom: unknown keyword argument\(s\) 'verbos' .*did you mean 'verbose'"):
+        Custom(root='.', verbos=False)
+    assert 'train' not in Custom.accepted_options()  # the subclass passes the lists itself
+    assert {'train', 'query', 'gallery'} <= set(ImageDataset.accepted_options())
+
+
 # ----- registry -----
 def test_registry_lists_known_names():
     names = list_image_datasets()

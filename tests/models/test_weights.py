@@ -1,8 +1,14 @@
 """Pretrained weights: local files, the torch hub cache, the offline path (no network is ever used here)."""
+import hashlib
+import io
 import logging
+import os
 import os.path as osp
+import socket
 import urllib.error
 import urllib.parse
+import urllib.request
+import warnings
 
 import pytest
 import torch
@@ -24,6 +30,8 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     monkeypatch.delenv('TORCHREID_WEIGHTS_DIR', raising=False)
     monkeypatch.delenv('TORCHREID_OFFLINE', raising=False)
+    # Our downloader (urllib) and torch.hub's, should anything still reach it.
+    monkeypatch.setattr(urllib.request, 'urlopen', fail)
     monkeypatch.setattr(torch.hub, 'download_url_to_file', fail)
     return calls
 
@@ -184,3 +192,125 @@ def test_checkpoint_with_non_tensor_objects_still_loads(tmp_path, caplog):
     assert report.skipped == []
     assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
     assert 'weights_only' in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the download itself: urllib with a per-call timeout, sha256 prefix checked, atomic into the hub cache
+# ----------------------------------------------------------------------------------------------------------
+def _tiny_weights(prefix_of=None):
+    """A torchvision WeightsEnum for a 3->2 Linear whose url carries the sha256 prefix of ``prefix_of``."""
+    from torchvision.models._api import Weights, WeightsEnum
+
+    digest = hashlib.sha256(prefix_of).hexdigest()[:8] if prefix_of is not None else '0123abcd'
+
+    class TinyWeights(WeightsEnum):
+        IMAGENET1K_V1 = Weights(url=f'https://example.invalid/models/tiny-{digest}.pth', transforms=None,
+                                meta={})
+
+    return TinyWeights
+
+
+def _tiny_constructor(weights=None, progress=True):
+    net = torch.nn.Linear(3, 2)
+    if weights is not None:  # as torchvision's constructors do: read through torch.hub's cache
+        net.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
+    return net
+
+
+def _serialised_linear():
+    reference = torch.nn.Linear(3, 2)
+    buf = io.BytesIO()
+    torch.save(reference.state_dict(), buf)
+    return reference, buf.getvalue()
+
+
+class _FakeResponse(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+@pytest.fixture
+def hub_home(monkeypatch, tmp_path):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.delenv('TORCHREID_OFFLINE', raising=False)
+    monkeypatch.delenv('TORCHREID_DOWNLOAD_TIMEOUT', raising=False)
+
+    def no_hub_download(*args, **kwargs):
+        raise AssertionError('torch.hub must not download (it has no timeout)')
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_hub_download)
+    return tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+
+
+def _build(weights_enum, strict=False):
+    from torchreid.models.weights import PretrainOptions, torchvision_weights_or_warn
+    return torchvision_weights_or_warn('tiny', _tiny_constructor, weights_enum, PretrainOptions(strict=strict))
+
+
+def test_download_lands_in_hub_cache_with_timeout_and_no_global_socket_default(hub_home, monkeypatch):
+    reference, payload = _serialised_linear()
+    weights_enum = _tiny_weights(payload)
+    monkeypatch.setenv('TORCHREID_DOWNLOAD_TIMEOUT', '7.5')
+    before = socket.getdefaulttimeout()
+    calls = []
+
+    def serve(url, *args, timeout=None, **kwargs):
+        calls.append((url, timeout, socket.getdefaulttimeout()))
+        return _FakeResponse(payload)
+
+    monkeypatch.setattr(urllib.request, 'urlopen', serve)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', PretrainedWeightsWarning)
+        net = _build(weights_enum, strict=True)
+    assert calls == [(weights_enum.IMAGENET1K_V1.url, 7.5, before)]  # the timeout went to this call only
+    assert socket.getdefaulttimeout() == before
+    cached = hub_home / osp.basename(weights_enum.IMAGENET1K_V1.url)
+    assert cached.read_bytes() == payload
+    assert os.listdir(hub_home) == [cached.name]  # no temporary file left
+    assert torch.equal(net.weight, reference.weight)
+
+    # In the cache now: built again without any download.
+    monkeypatch.setattr(urllib.request, 'urlopen', lambda *a, **k: pytest.fail('downloaded again'))
+    assert torch.equal(_build(weights_enum, strict=True).weight, reference.weight)
+
+
+def test_default_timeout_is_30_seconds(hub_home, monkeypatch):
+    _, payload = _serialised_linear()
+    timeouts = []
+
+    def serve(url, *args, timeout=None, **kwargs):
+        timeouts.append(timeout)
+        return _FakeResponse(payload)
+
+    monkeypatch.setattr(urllib.request, 'urlopen', serve)
+    _build(_tiny_weights(payload), strict=True)
+    assert timeouts == [30.0]
+
+
+def test_hash_mismatch_warns_or_raises_and_leaves_nothing(hub_home, monkeypatch):
+    _, payload = _serialised_linear()
+    weights_enum = _tiny_weights(b'other bytes')  # the name's prefix is not the payload's sha256
+    monkeypatch.setattr(urllib.request, 'urlopen', lambda url, *a, **k: _FakeResponse(payload))
+    name = osp.basename(weights_enum.IMAGENET1K_V1.url)
+    with pytest.warns(PretrainedWeightsWarning, match=rf'{name}.*sha256') as record:
+        net = _build(weights_enum)
+    assert 'random' in str(record[0].message)
+    assert isinstance(net, torch.nn.Linear)
+    assert not hub_home.exists() or os.listdir(hub_home) == []
+    with pytest.raises(PretrainedWeightsError, match=rf'{name}.*sha256'):
+        _build(weights_enum, strict=True)
+    assert not hub_home.exists() or os.listdir(hub_home) == []
+
+
+def test_urlopen_failing_gives_random_init_and_a_warning(hub_home, monkeypatch):
+    def fail(url, *args, **kwargs):
+        raise urllib.error.URLError('timed out (simulated)')
+
+    monkeypatch.setattr(urllib.request, 'urlopen', fail)
+    with pytest.warns(PretrainedWeightsWarning, match='URLError.*timed out'):
+        net = _build(_tiny_weights(b'x'))
+    assert isinstance(net, torch.nn.Linear)
+    assert not hub_home.exists() or os.listdir(hub_home) == []

@@ -226,3 +226,27 @@ def test_scheduler_errors():
         build_lr_scheduler(_opt(), 'cosine', max_epoch=3, warmup_epochs=1, cosine_delay_epochs=2)
     with pytest.raises(ValueError, match='cosine_delay_epochs must be an int >= 0'):
         build_lr_scheduler(_opt(), 'cosine', max_epoch=3, cosine_delay_epochs=-1)
+
+
+# ---------------------------------------------------------------- names
+def test_available_names_and_their_aliases_are_the_same_objects():
+    import torchreid.optim as optim
+    from torchreid.optim import lr_scheduler, optimizer
+
+    assert optimizer.AVAI_OPTIMS is optimizer.AVAILABLE_OPTIMIZERS is optim.AVAILABLE_OPTIMIZERS
+    assert optim.AVAI_OPTIMS is optim.AVAILABLE_OPTIMIZERS
+    assert lr_scheduler.AVAI_SCH is lr_scheduler.AVAILABLE_LR_SCHEDULERS is optim.AVAILABLE_LR_SCHEDULERS
+    assert optim.AVAI_SCH is optim.AVAI_SCHEDULERS is optim.AVAILABLE_LR_SCHEDULERS
+    assert optim.AVAILABLE_WARMUP_METHODS == ('linear', 'constant')
+    for name in ('AVAILABLE_OPTIMIZERS', 'AVAILABLE_LR_SCHEDULERS', 'AVAILABLE_WARMUP_METHODS', 'AVAI_OPTIMS',
+                 'AVAI_SCH', 'AVAI_SCHEDULERS'):
+        assert name in optim.__all__
+
+
+def test_error_messages_name_the_available_constants():
+    with pytest.raises(ValueError, match=r"'lion'; expected one of AVAILABLE_OPTIMIZERS: adam, amsgrad"):
+        build_optimizer(Net(), optim='lion')
+    with pytest.raises(ValueError, match=r"'poly'; expected one of AVAILABLE_LR_SCHEDULERS: single_step"):
+        build_lr_scheduler(_opt(), 'poly')
+    with pytest.raises(ValueError, match=r"'exp'; expected one of AVAILABLE_WARMUP_METHODS: linear, constant"):
+        build_lr_scheduler(_opt(), 'cosine', max_epoch=3, warmup_method='exp')

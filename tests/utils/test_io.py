@@ -68,3 +68,35 @@ def test_written_file_gets_the_umask_mode_not_owner_only(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+@pytest.mark.parametrize('mask', [0o022, 0o077, 0o002])
+def test_mode_is_what_open_gives_under_the_umask_and_umask_is_never_called(tmp_path, monkeypatch, mask):
+    previous = os.umask(mask)
+    try:
+        with open(tmp_path / 'reference', 'w') as f:
+            f.write('x')
+        expected = (tmp_path / 'reference').stat().st_mode & 0o777
+
+        def no_umask(*args):
+            raise AssertionError('atomic_write must not touch the process umask')
+
+        monkeypatch.setattr(os, 'umask', no_umask)
+        atomic_write_json(str(tmp_path / 'a.json'), {'x': 1})
+        atomic_torch_save({'w': torch.arange(2)}, str(tmp_path / 'm.pth'))
+        monkeypatch.undo()
+    finally:
+        os.umask(previous)
+    assert expected == 0o666 & ~mask
+    assert (tmp_path / 'a.json').stat().st_mode & 0o777 == expected
+    assert (tmp_path / 'm.pth').stat().st_mode & 0o777 == expected
+
+
+def test_temp_file_is_named_beside_the_target(tmp_path):
+    import re
+    path = tmp_path / 'model.pth.tar'
+    with atomic_write(str(path), 'wb') as f:
+        seen = os.listdir(tmp_path)
+        f.write(b'abc')
+    assert len(seen) == 1 and re.match(r'^\.(model\.pth\.tar)\..+\.tmp$', seen[0]), seen
+    assert path.read_bytes() == b'abc' and _leftovers(tmp_path) == []

@@ -148,3 +148,16 @@ def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
     with pytest.raises(ValueError, match='MPS is not available'):
         resolve_device('mps')
+
+
+@pytest.mark.parametrize('cuda', [False, True])
+def test_resolve_device_auto_is_none(monkeypatch, cuda):
+    # 'auto' (the yacs config's default) goes straight through: the same choice as None, MPS never picked.
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1 if cuda else 0)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)
+    expected = torch.device('cuda' if cuda else 'cpu')
+    for request in ('auto', ' AUTO ', 'Auto', None):
+        assert resolve_device(request) == expected == resolve_device(None)
+    with pytest.raises(ValueError, match='"auto", "cpu"'):
+        resolve_device('automatic')

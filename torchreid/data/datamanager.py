@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from torchreid.utils.model_utils import resolve_device
 
 from .datasets import ImageDataset, init_image_dataset
+from .datasets.dataset import SHARED_DATASET_OPTIONS
 from .samplers import build_train_sampler
 from .transforms import build_transforms
 
@@ -41,11 +42,15 @@ def _as_list(names: Union[None, str, Sequence[str]]) -> List[str]:
 
 
 def _resolve_device(device, use_gpu) -> torch.device:
-    """The project's :func:`resolve_device`, after mapping the deprecated ``use_gpu`` flag."""
+    """The project's :func:`resolve_device`, after mapping the deprecated ``use_gpu`` flag.
+
+    ``use_gpu=True`` means what it meant in Torchreid, "CUDA if there is one" (``'auto'``); ``False`` is
+    ``'cpu'``. An explicit ``device`` wins. Which device exists is decided by ``resolve_device`` alone.
+    """
     if use_gpu is not None:
         warnings.warn('use_gpu is deprecated; pass device="cuda" or device="cpu"', DeprecationWarning, stacklevel=3)
         if device is None:
-            device = 'cuda' if (use_gpu and torch.cuda.is_available()) else 'cpu'
+            device = 'auto' if use_gpu else 'cpu'
     return resolve_device(device)
 
 
@@ -90,7 +95,9 @@ class ImageDataManager(DataManager):
 
     Each dataset name is read once (its folders walked once); query/gallery loaders get views of the
     same object in 'query'/'gallery' mode with the test transform. Keyword arguments follow Torchreid;
-    ``soccernetv3_training_subset`` and ``download`` are passed to every dataset (others ignore them).
+    the dataset options named in ``SHARED_DATASET_OPTIONS`` (``split_id``, ``market1501_500k``,
+    ``soccernetv3_training_subset``, ``download``...) are passed to every dataset (those that do not use
+    one ignore it).
     ``seed``: when set, identity/action samplers order each epoch by (seed, epoch) and
     :meth:`set_epoch` must be called on resume; when None, they draw from torch's global generator.
     ``num_pids_per_action``: identities per action in a ``RandomActionSampler`` batch (None: whole actions).
@@ -103,6 +110,10 @@ class ImageDataManager(DataManager):
                  train_sampler_t='RandomSampler', cuhk03_labeled=False, cuhk03_classic_split=False,
                  market1501_500k=False, soccernetv3_training_subset=1.0, seed=None,
                  download=True, num_pids_per_action=4):
+        # Each shared option is a parameter of this constructor; SHARED_DATASET_OPTIONS is the one list of
+        # which are forwarded to the datasets (taken before any other local variable exists).
+        arguments = locals()
+        shared_options = {name: arguments[name] for name in SHARED_DATASET_OPTIONS}
         super().__init__(sources=sources, targets=targets, height=height, width=width, transforms=transforms,
                          norm_mean=norm_mean, norm_std=norm_std, device=device, use_gpu=use_gpu)
         if int(workers) < 0:
@@ -113,10 +124,7 @@ class ImageDataManager(DataManager):
         self.batch_size_test = batch_size_test
         self.num_pids_per_action = num_pids_per_action
         pin_memory = self.device.type == 'cuda'
-        self._dataset_kwargs = dict(
-            root=root, k_tfm=k_tfm, combineall=combineall, split_id=split_id, cuhk03_labeled=cuhk03_labeled,
-            cuhk03_classic_split=cuhk03_classic_split, market1501_500k=market1501_500k,
-            soccernetv3_training_subset=soccernetv3_training_subset, download=download)
+        self._dataset_kwargs = dict(root=root, k_tfm=k_tfm, combineall=combineall, **shared_options)
         self._datasets: Dict[str, ImageDataset] = {}
         loader_kwargs = dict(num_workers=self.workers, pin_memory=pin_memory,
                              worker_init_fn=worker_init_fn if self.workers > 0 else None,

@@ -22,9 +22,11 @@ from torch.utils.data import RandomSampler, Sampler, SequentialSampler
 logger = logging.getLogger(__name__)
 
 __all__ = ['RandomIdentitySampler', 'RandomActionSampler', 'RandomSampler', 'SequentialSampler', 'SeededRandomSampler',
-           'build_train_sampler', 'AVAILABLE_SAMPLERS']
+           'build_train_sampler', 'AVAILABLE_SAMPLERS', 'AVAI_SAMPLERS']
 
 AVAILABLE_SAMPLERS = ('RandomSampler', 'SequentialSampler', 'RandomIdentitySampler', 'RandomActionSampler')
+# Torchreid's name, kept for code written against it.
+AVAI_SAMPLERS = AVAILABLE_SAMPLERS
 
 
 def _check_batch(batch_size: int, num_instances: int) -> int:
@@ -244,4 +246,5 @@ def build_train_sampler(data_source, train_sampler: str, batch_size: int = 32, n
         return SequentialSampler(data_source)
     if train_sampler == 'RandomSampler':
         return SeededRandomSampler(data_source, seed=seed, generator=generator)
-    raise ValueError(f'unknown train sampler {train_sampler!r}; valid names: {", ".join(AVAILABLE_SAMPLERS)}')
+    raise ValueError(f'unknown train sampler {train_sampler!r}; valid names (AVAILABLE_SAMPLERS): '
+                     f'{", ".join(AVAILABLE_SAMPLERS)}')

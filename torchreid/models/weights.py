@@ -7,26 +7,30 @@ Where ImageNet weights come from, first match wins:
 3. ``<torch hub dir>/checkpoints/<model name>_imagenet.pth`` (Torchreid's cache convention; the hub dir is
    ``$TORCH_HOME/hub``, by default ``~/.cache/torch/hub``);
 4. torchvision's weights (``torchvision.models.ResNet50_Weights.IMAGENET1K_V1`` ...), read from the hub cache
-   when present, otherwise downloaded (with a socket timeout, so an offline machine fails fast).
+   when present, otherwise downloaded into it (with a timeout, ``$TORCHREID_DOWNLOAD_TIMEOUT`` seconds, 30 by
+   default, so an offline machine fails fast; the file's sha256 is checked against the prefix in its name).
 
 When none can be had, the model keeps its random initialisation and a :class:`PretrainedWeightsWarning` says
 which weights were wanted and where to put the file; with ``pretrained_strict=True`` it is a
 :class:`PretrainedWeightsError` instead. ``TORCHREID_OFFLINE=1`` skips step 4's download (the cache is still
 used).
 """
-import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import os.path as osp
 import pickle
-import socket
+import re
 import sys
 import urllib.parse
+import urllib.request
 import warnings
 
 import torch
 import torch.nn as nn
+
+from torchreid.utils.io import atomic_write
 
 __all__ = [
     'init_params', 'init_classifier', 'load_pretrained_weights', 'load_matching_state_dict', 'LoadReport',
@@ -41,6 +45,9 @@ WEIGHTS_DIR_ENV = 'TORCHREID_WEIGHTS_DIR'
 OFFLINE_ENV = 'TORCHREID_OFFLINE'
 TIMEOUT_ENV = 'TORCHREID_DOWNLOAD_TIMEOUT'
 _DEFAULT_TIMEOUT_S = 30.0
+# torch.hub's HASH_REGEX: a file name like 'resnet18-f37072fd.pth' carries a prefix of its sha256.
+_HASH_REGEX = re.compile(r'-([a-f0-9]*)\.')
+_CHUNK = 1 << 20
 
 
 class PretrainedWeightsWarning(UserWarning):
@@ -268,17 +275,6 @@ def load_local_imagenet_weights(model, name, path, opts, exclude_prefixes=('clas
     return load_pretrained_weights(model, path, strict=opts.strict, exclude_prefixes=exclude_prefixes)
 
 
-@contextlib.contextmanager
-def _socket_timeout(seconds):
-    """A default socket timeout for urllib (torch.hub downloads without one, so a dead network can hang)."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def _download_timeout():
     raw = os.environ.get(TIMEOUT_ENV, '')
     try:
@@ -291,11 +287,38 @@ def _offline():
     return os.environ.get(OFFLINE_ENV, '').strip().lower() in ('1', 'true', 'yes', 'on')
 
 
+def _download_to_cache(url, cache_file, timeout):
+    """Download ``url`` to ``cache_file`` atomically, checking the sha256 prefix in the file's name.
+
+    Done here rather than by torch.hub, which downloads without a timeout (a dead network hangs); the
+    timeout goes to this one connection, never to the process-wide socket default. On any failure, a hash
+    mismatch included, nothing is left at ``cache_file``.
+    """
+    match = _HASH_REGEX.search(osp.basename(cache_file))
+    expected = match.group(1) if match else ''
+    digest = hashlib.sha256()
+    logger.info('Downloading %s to %s (timeout %gs)', url, cache_file, timeout)
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(cache_file, 'wb') as f:
+        while True:
+            chunk = response.read(_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            f.write(chunk)
+        # Raising inside atomic_write removes the temporary file: a corrupt download never reaches the cache.
+        if not digest.hexdigest().startswith(expected):
+            raise RuntimeError(f'{cache_file}: downloaded from {url}, its sha256 {digest.hexdigest()} does not '
+                               f'start with {expected!r} (the hash prefix in the file name); the file was '
+                               f'not kept')
+    return cache_file
+
+
 def torchvision_weights_or_warn(name, constructor, weights_enum, opts, **ctor_kwargs):
     """Build the torchvision network ``constructor(weights=..., **ctor_kwargs)`` with ImageNet weights.
 
-    torchvision reads the weights from the hub cache, or downloads them (under a socket timeout). On any
-    failure the network is built without weights and :func:`report_unavailable` warns or raises.
+    The weights file is read from the hub cache; when it is missing it is downloaded there first (with a
+    timeout of ``$TORCHREID_DOWNLOAD_TIMEOUT`` seconds, and its sha256 checked). On any failure the network
+    is built without weights and :func:`report_unavailable` warns or raises.
     """
     try:
         weights = weights_enum[opts.imagenet_weights]
@@ -308,8 +331,10 @@ def torchvision_weights_or_warn(name, constructor, weights_enum, opts, **ctor_kw
         report_unavailable(name, what, f'{OFFLINE_ENV} is set and the file is not in the cache', opts, cache_file)
         return constructor(weights=None, **ctor_kwargs)
     try:
-        with _socket_timeout(_download_timeout()):
-            net = constructor(weights=weights, progress=False, **ctor_kwargs)
+        if not osp.isfile(cache_file):
+            _download_to_cache(weights.url, cache_file, _download_timeout())
+        # torchvision finds the file in the hub cache and reads it from there.
+        net = constructor(weights=weights, progress=False, **ctor_kwargs)
     except Exception as exc:  # network errors, a corrupt cache file, a hash mismatch: all mean "no weights"
         report_unavailable(name, what, f'{type(exc).__name__}: {exc}', opts, cache_file)
         return constructor(weights=None, **ctor_kwargs)

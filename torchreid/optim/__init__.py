@@ -1,5 +1,8 @@
 """Optimizers (with a staged learning rate for pretrained layers) and per-epoch lr schedules with warmup."""
-from .lr_scheduler import AVAI_SCHEDULERS, WarmupScheduler, build_lr_scheduler
-from .optimizer import AVAI_OPTIMS, build_optimizer
+from .lr_scheduler import (AVAI_SCH, AVAI_SCHEDULERS, AVAILABLE_LR_SCHEDULERS, AVAILABLE_WARMUP_METHODS,
+                           WarmupScheduler, build_lr_scheduler)
+from .optimizer import AVAI_OPTIMS, AVAILABLE_OPTIMIZERS, build_optimizer
 
-__all__ = ['build_optimizer', 'build_lr_scheduler', 'WarmupScheduler', 'AVAI_OPTIMS', 'AVAI_SCHEDULERS']
+# AVAI_*: older names of the AVAILABLE_* tuples (the same objects), kept so existing code still imports.
+__all__ = ['build_optimizer', 'build_lr_scheduler', 'WarmupScheduler', 'AVAILABLE_OPTIMIZERS',
+           'AVAILABLE_LR_SCHEDULERS', 'AVAILABLE_WARMUP_METHODS', 'AVAI_OPTIMS', 'AVAI_SCH', 'AVAI_SCHEDULERS']

@@ -14,10 +14,14 @@ from torch.optim.lr_scheduler import LRScheduler
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['build_lr_scheduler', 'WarmupScheduler', 'AVAI_SCHEDULERS']
+__all__ = ['build_lr_scheduler', 'WarmupScheduler', 'AVAILABLE_LR_SCHEDULERS', 'AVAILABLE_WARMUP_METHODS',
+           'AVAI_SCH', 'AVAI_SCHEDULERS']
 
-AVAI_SCHEDULERS = ('single_step', 'multi_step', 'cosine')
-AVAI_WARMUP_METHODS = ('linear', 'constant')
+AVAILABLE_LR_SCHEDULERS = ('single_step', 'multi_step', 'cosine')
+AVAILABLE_WARMUP_METHODS = ('linear', 'constant')
+# Older names of the same tuple: Torchreid's (AVAI_SCH) and this project's first one (AVAI_SCHEDULERS).
+AVAI_SCH = AVAILABLE_LR_SCHEDULERS
+AVAI_SCHEDULERS = AVAILABLE_LR_SCHEDULERS
 
 
 def _is_int(x):
@@ -110,15 +114,17 @@ def build_lr_scheduler(
             converged and is annealed only over the last ``max_epoch - warmup_epochs - cosine_delay_epochs``.
     Milestones and step sizes count from the end of the warmup.
     """
-    if lr_scheduler not in AVAI_SCHEDULERS:
+    if lr_scheduler not in AVAILABLE_LR_SCHEDULERS:
         raise ValueError(
-            f'build_lr_scheduler: unknown lr_scheduler {lr_scheduler!r}; expected one of {list(AVAI_SCHEDULERS)}'
+            f'build_lr_scheduler: unknown lr_scheduler {lr_scheduler!r}; expected one of AVAILABLE_LR_SCHEDULERS: '
+            f'{", ".join(AVAILABLE_LR_SCHEDULERS)}'
         )
     if not _is_int(warmup_epochs) or warmup_epochs < 0:
         raise ValueError(f'build_lr_scheduler: warmup_epochs must be an int >= 0, got {warmup_epochs!r}')
-    if warmup_method not in AVAI_WARMUP_METHODS:
+    if warmup_method not in AVAILABLE_WARMUP_METHODS:
         raise ValueError(
-            f'build_lr_scheduler: unknown warmup_method {warmup_method!r}; expected one of {list(AVAI_WARMUP_METHODS)}'
+            f'build_lr_scheduler: unknown warmup_method {warmup_method!r}; expected one of '
+            f'AVAILABLE_WARMUP_METHODS: {", ".join(AVAILABLE_WARMUP_METHODS)}'
         )
     if warmup_epochs > 0 and not 0.0 < warmup_factor <= 1.0:
         raise ValueError(f'build_lr_scheduler: warmup_factor must lie in (0, 1], got {warmup_factor!r}')

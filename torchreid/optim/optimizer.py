@@ -8,9 +8,11 @@ from torchreid.utils.model_utils import named_children
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['build_optimizer', 'AVAI_OPTIMS']
+__all__ = ['build_optimizer', 'AVAILABLE_OPTIMIZERS', 'AVAI_OPTIMS']
 
-AVAI_OPTIMS = ('adam', 'amsgrad', 'sgd', 'rmsprop', 'radam', 'adamw')
+AVAILABLE_OPTIMIZERS = ('adam', 'amsgrad', 'sgd', 'rmsprop', 'radam', 'adamw')
+# Torchreid's name, kept for code written against it.
+AVAI_OPTIMS = AVAILABLE_OPTIMIZERS
 
 
 def _staged_param_groups(model, lr, new_layers, base_lr_mult):
@@ -59,7 +61,7 @@ def build_optimizer(
     Args:
         model (nn.Module or iterable): a model (primary use), or an iterable of parameters / param-group
             dicts passed through to the torch optimizer.
-        optim (str): one of ``AVAI_OPTIMS``.
+        optim (str): one of ``AVAILABLE_OPTIMIZERS``.
         lr, weight_decay: learning rate and weight decay.
         momentum, sgd_dampening, sgd_nesterov: SGD (momentum also RMSprop) options.
         rmsprop_alpha: RMSprop smoothing constant.
@@ -69,8 +71,9 @@ def build_optimizer(
         new_layers (str or list of str): names of top-level child modules (``model.named_children()``).
         base_lr_mult (float): multiplier of ``lr`` for the other parameters.
     """
-    if optim not in AVAI_OPTIMS:
-        raise ValueError(f'build_optimizer: unknown optimizer {optim!r}; expected one of {list(AVAI_OPTIMS)}')
+    if optim not in AVAILABLE_OPTIMIZERS:
+        raise ValueError(f'build_optimizer: unknown optimizer {optim!r}; expected one of AVAILABLE_OPTIMIZERS: '
+                         f'{", ".join(AVAILABLE_OPTIMIZERS)}')
     if lr <= 0:
         raise ValueError(f'build_optimizer: lr must be > 0, got {lr!r}')
 

@@ -11,33 +11,54 @@ import contextlib
 import json
 import os
 import os.path as osp
-import tempfile
+import secrets
 
 __all__ = ['atomic_write', 'atomic_write_json', 'atomic_torch_save']
 
 
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# O_EXCL: never reuse (or follow a link planted at) an existing name. O_BINARY: no newline translation at
+# the descriptor level on Windows (the text layer above does it). Python descriptors are non-inheritable.
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
+_TMP_ATTEMPTS = 100
+
+
+def _create_temp_beside(path):
+    """Create ``.<basename>.<random>.tmp`` beside ``path``; return ``(fd, tmp_path)``.
+
+    Mode 0o666 with the kernel applying the umask, exactly as ``open(path, 'w')`` would: unlike
+    :func:`tempfile.mkstemp` (owner-only), this needs no umask query, which would change the process-wide
+    umask and race other threads.
+    """
+    directory, base = osp.split(path)
+    for _ in range(_TMP_ATTEMPTS):
+        tmp_path = osp.join(directory, f'.{base}.{secrets.token_hex(6)}.tmp')
+        try:
+            return os.open(tmp_path, _TMP_FLAGS, 0o666), tmp_path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f'atomic_write: could not create a unique temporary file beside {path!r} '
+                          f'after {_TMP_ATTEMPTS} attempts')
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode='w', encoding=None):
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically.
 
-    ``mode`` is ``'w'`` (text) or ``'wb'`` (binary).
+    ``mode`` is ``'w'`` (text) or ``'wb'`` (binary). The file gets the permissions ``open()`` would give
+    it (0o666 less the umask); the temporary file is ``.<basename>.<random>.tmp``.
     """
     if mode not in ('w', 'wb'):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    path = os.fspath(path)
-    directory = osp.dirname(osp.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=directory)
+    path = osp.abspath(os.fspath(path))
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    fd, tmp_path = _create_temp_beside(path)
     try:
-        # mkstemp makes the file owner-only and the rename keeps that: give it the mode open() would.
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, mode, encoding=(encoding or 'utf-8') if mode == 'w' else None) as f:
+        try:
+            f = os.fdopen(fd, mode, encoding=(encoding or 'utf-8') if mode == 'w' else None)
+        except BaseException:
+            os.close(fd)
+            raise
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -2,7 +2,8 @@
 
 The library logs through ``logging.getLogger('torchreid....')``. :func:`setup_logging` attaches one
 ``FileHandler`` to the ``'torchreid'`` logger so a run's messages land in ``<save_dir>/<filename>``;
-nothing else global is touched, and :func:`remove_logging` detaches it again.
+the only other change, lowering that logger's level so the file receives the records, is undone by
+:func:`remove_logging`, which detaches the handler again: a run leaves the library's logging as it found it.
 """
 import logging
 import os
@@ -14,6 +15,8 @@ __all__ = ['setup_logging', 'remove_logging', 'find_file_handler', 'Logger', 'Ra
            'AverageMeter', 'MetricMeter']
 
 _LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
+# Attribute set on a handler whose setup_logging call changed the logger's level: (previous, set) levels.
+_RESTORE_ATTR = '_torchreid_level_change'
 
 
 def find_file_handler(path=None, save_dir=None, logger_name='torchreid'):
@@ -36,7 +39,7 @@ def setup_logging(save_dir, filename='train.log', level=logging.INFO, mode='a', 
 
     Idempotent: a handler already writing that file is returned instead of adding a second one. The
     ``torchreid`` logger's level is lowered to ``level`` when it would otherwise drop those records
-    (its default effective level is the root's WARNING).
+    (its default effective level is the root's WARNING); :func:`remove_logging` restores it.
 
     Returns:
         logging.FileHandler: pass it to :func:`remove_logging` to detach it.
@@ -52,16 +55,31 @@ def setup_logging(save_dir, filename='train.log', level=logging.INFO, mode='a', 
     lib_logger = logging.getLogger(logger_name)
     lib_logger.addHandler(handler)
     if lib_logger.getEffectiveLevel() > level:
+        # Remembered on the handler, not in a module registry, so each setup undoes exactly its own change.
+        previous = lib_logger.level
         lib_logger.setLevel(level)
+        setattr(handler, _RESTORE_ATTR, (previous, lib_logger.level))
     return handler
 
 
 def remove_logging(handler, logger_name='torchreid'):
-    """Detach and close a handler returned by :func:`setup_logging`."""
+    """Detach and close a handler returned by :func:`setup_logging`; undo the level change it made.
+
+    The logger's level goes back to what it was before that :func:`setup_logging` call, so nested setups
+    removed in reverse order (last set up, first removed) restore the original level. A level set by the
+    user after the setup is left alone.
+    """
     if handler is None:
         return
-    logging.getLogger(logger_name).removeHandler(handler)
+    lib_logger = logging.getLogger(logger_name)
+    lib_logger.removeHandler(handler)
     handler.close()
+    change = getattr(handler, _RESTORE_ATTR, None)
+    if change is not None:
+        delattr(handler, _RESTORE_ATTR)  # a second remove_logging of the same handler changes nothing
+        previous, applied = change
+        if lib_logger.level == applied:
+            lib_logger.setLevel(previous)
 
 
 class Logger:

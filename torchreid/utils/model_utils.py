@@ -81,11 +81,13 @@ def _mps_available():
 def resolve_device(device=None):
     """Turn a device request into a ``torch.device`` that exists on this machine.
 
-    ``None`` picks ``cuda`` when available, else ``cpu``. Strings (``'cpu'``, ``'cuda'``, ``'cuda:1'``,
-    ``'mps'``), ints (a CUDA index) and ``torch.device`` objects are checked: an unavailable device raises
-    ValueError saying why.
+    ``None`` or ``'auto'`` (the config's default) picks ``cuda`` when available, else ``cpu``; MPS is
+    never picked automatically (some ops are missing there), only when asked for by name. Strings
+    (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``), ints (a CUDA index) and ``torch.device`` objects are
+    checked: an unavailable device raises ValueError saying why. This is the library's one resolver: the
+    data manager, the engine, the feature extractor and the config all go through it.
     """
-    if device is None:
+    if device is None or (isinstance(device, str) and device.strip().lower() == 'auto'):
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if isinstance(device, bool):
         raise TypeError('resolve_device: device must be a str, int or torch.device, not a bool '
@@ -97,8 +99,8 @@ def resolve_device(device=None):
             device = torch.device(device.strip())
         except (RuntimeError, ValueError) as e:
             raise ValueError(
-                f'resolve_device: {device!r} is not a valid device string (expected e.g. "cpu", "cuda", "cuda:1", '
-                f'"mps"): {e}'
+                f'resolve_device: {device!r} is not a valid device string (expected e.g. "auto", "cpu", "cuda", '
+                f'"cuda:1", "mps"): {e}'
             ) from None
     if not isinstance(device, torch.device):
         raise TypeError(f'resolve_device: device must be a str, int or torch.device, got {type(device).__name__}')

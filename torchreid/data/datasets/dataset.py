@@ -5,6 +5,8 @@ them keeps working. Datasets that know more about each sample (SoccerNet-v3) kee
 ``train_info`` / ``query_info`` / ``gallery_info``, lists aligned with the record lists.
 """
 import copy
+import difflib
+import inspect
 import logging
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
@@ -15,7 +17,16 @@ from torchreid.utils.tools import read_image as _read_image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'summarise_errors', 'summarise_paths']
+__all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'summarise_errors', 'summarise_paths',
+           'SHARED_DATASET_OPTIONS']
+
+#: Options Torchreid's data manager passes to every dataset, whichever it is (one call shape fits all): a
+#: dataset that does not use one accepts and ignores it. Any other keyword a dataset does not declare is an
+#: error, so a misspelt option (``trainig_subset``) fails instead of being silently dropped.
+SHARED_DATASET_OPTIONS = ('split_id', 'cuhk03_labeled', 'cuhk03_classic_split', 'market1501_500k',
+                          'soccernetv3_training_subset', 'download')
+# Dataset.__init__'s record lists: a subclass with its own __init__ builds and passes them itself.
+_RECORD_ARGS = ('train', 'query', 'gallery', 'train_info', 'query_info', 'gallery_info')
 
 _MODES = ('train', 'query', 'gallery')
 _MAX_LISTED = 10
@@ -80,11 +91,11 @@ class Dataset:
     # True when camid is an index local to its split (SoccerNet actions): combineall then offsets the
     # query/gallery camids past the train ones so actions of different splits stay apart.
     camid_is_split_local = False
-    # Extra arguments the Torchreid data manager passes to every dataset (split_id, cuhk03_labeled, ...)
-    # are accepted through **kwargs so one call shape fits all datasets.
 
     def __init__(self, train, query, gallery, transform=None, k_tfm=1, mode='train', combineall=False,
                  verbose=True, train_info=None, query_info=None, gallery_info=None, **kwargs):
+        # kwargs: SHARED_DATASET_OPTIONS this dataset does not use (ignored); anything else is an error.
+        self.check_options(kwargs)
         self.train = [self._as_record(r) for r in train]
         self.query = [self._as_record(r) for r in query]
         self.gallery = [self._as_record(r) for r in gallery]
@@ -106,6 +117,44 @@ class Dataset:
         self.set_mode(mode)
         if self.verbose:
             self.show_summary()
+
+    # ----- keyword options -----
+    @classmethod
+    def accepted_options(cls) -> Tuple[str, ...]:
+        """Every keyword this dataset class accepts: its constructors' parameters and the shared options."""
+        overridden = cls.__init__ is not Dataset.__init__
+        names = set(SHARED_DATASET_OPTIONS)
+        for klass in cls.__mro__:
+            init = klass.__dict__.get('__init__')
+            if init is None or klass is object:
+                continue
+            for param in list(inspect.signature(init).parameters.values())[1:]:  # skip self
+                if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                    continue
+                if klass is Dataset and overridden and param.name in _RECORD_ARGS:
+                    continue
+                names.add(param.name)
+        return tuple(sorted(names))
+
+    @classmethod
+    def check_options(cls, options) -> None:
+        """Raise ``TypeError`` if ``options`` holds a keyword this dataset neither declares nor shares.
+
+        Subclasses call it first thing in their ``__init__`` with their ``**kwargs`` (fail before walking
+        any folder); :class:`Dataset` calls it again, which covers subclasses that do not.
+        """
+        accepted = cls.accepted_options()
+        unknown = sorted(k for k in options if k not in accepted)
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            if close:
+                hints.append(f'{key!r} -> did you mean {close[0]!r}?')
+        hint = f' ({"; ".join(hints)})' if hints else ''
+        raise TypeError(f'{cls.__name__}: unknown keyword argument(s) {", ".join(map(repr, unknown))}{hint}. '
+                        f'Accepted: {", ".join(accepted)}')
 
     # ----- records -----
     @staticmethod

@@ -35,7 +35,11 @@ def register_image_dataset(name: str, dataset: Type[ImageDataset]) -> None:
 
 
 def init_image_dataset(name: str, **kwargs) -> ImageDataset:
-    """Build the image dataset registered as ``name``; an unknown name lists the known ones."""
+    """Build the image dataset registered as ``name``; an unknown name lists the known ones.
+
+    ``kwargs`` go to the dataset's constructor: a keyword it neither declares nor lists in
+    ``SHARED_DATASET_OPTIONS`` raises ``TypeError`` (with a "did you mean" suggestion).
+    """
     if name not in _IMAGE_DATASETS:
         raise ValueError(f'unknown image dataset {name!r}; known names: {", ".join(list_image_datasets())}')
     return _IMAGE_DATASETS[name](**kwargs)

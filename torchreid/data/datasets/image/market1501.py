@@ -33,6 +33,7 @@ class Market1501(ImageDataset):
     junk_pids = (0, -1)  # 0: distractors, -1: junk boxes
 
     def __init__(self, root='', market1501_500k=False, **kwargs):
+        self.check_options(kwargs)  # a misspelt option fails before any folder is read
         self.root = osp.abspath(osp.expanduser(root))
         self.dataset_dir = osp.join(self.root, self.dataset_dir)
         nested = osp.join(self.dataset_dir, 'Market-1501-v15.09.15')

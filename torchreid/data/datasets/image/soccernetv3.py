@@ -189,6 +189,7 @@ class _SoccerNetV3Base(ImageDataset):
 
     def __init__(self, root='', training_subset=None, soccernetv3_training_subset=None, download=True,
                  check_ground_truth=False, verify_images=False, **kwargs):
+        self.check_options(kwargs)  # a misspelt option fails before the (large) folders are walked
         self.root = osp.abspath(osp.expanduser(root))
         self.dataset_dir = osp.join(self.root, self.dataset_dir)
         self.reid_dir = osp.join(self.dataset_dir, 'reid')
