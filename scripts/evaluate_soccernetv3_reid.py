@@ -30,7 +30,7 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true', help='print the full result as JSON')
     args = parser.parse_args(argv)
 
-    from torchreid.metrics.evaluator import evaluate_ranking_file
+    from torchreid.metrics.submission import evaluate_ranking_file
 
     try:
         res = evaluate_ranking_file(args.ranking_results, args.groundtruth)

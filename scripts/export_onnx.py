@@ -3,8 +3,14 @@
 
 Usage::
 
+    # a checkpoint written by the engine describes its model and input size: nothing else to say
+    python scripts/export_onnx.py --weights log/model/model-best.pth.tar --output model.onnx
+
+    # any other weights file (Torchreid's, a bare state dict): name the model and the input size
     python scripts/export_onnx.py --model-name osnet_x1_0 --weights log/model/model.pth.tar \
         --height 256 --width 128 --output osnet_x1_0.onnx
+
+``--height`` / ``--width`` default to the checkpoint's ``input_size``, else 256x128.
 
 The exported graph maps ``input`` ``[batch, 3, H, W]`` (preprocessed as the test transform does: resize,
 ToTensor, ImageNet normalisation) to ``features`` ``[batch, D]`` (the model in eval mode). After the export
@@ -29,6 +35,9 @@ if importlib.util.find_spec('torchreid') is None:
 from torchreid.utils.io import atomic_write  # noqa: E402
 
 logger = logging.getLogger('export_onnx')
+
+#: ``(height, width)`` when neither the command line nor the checkpoint gives one (Torchreid's default).
+DEFAULT_SIZE = (256, 128)
 
 __all__ = ['export_onnx', 'check_onnx_parity', 'main']
 
@@ -130,33 +139,100 @@ def export_onnx(model, output_path, height=256, width=128, opset=17, batch_size=
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model-name', '-m', required=True, help='name registered in torchreid.models')
-    parser.add_argument('--weights', '-w', default='', help='checkpoint to load (load_pretrained_weights)')
-    parser.add_argument('--num-classes', type=int, default=1,
-                        help='classifier width to build (unused in eval mode; mismatching weights are skipped)')
-    parser.add_argument('--height', type=int, default=256)
-    parser.add_argument('--width', type=int, default=128)
+    parser.add_argument('--model-name', '-m', default='',
+                        help='name registered in torchreid.models; optional when --weights describes its model '
+                             '(a checkpoint written by the engine), where it must agree with it')
+    parser.add_argument('--weights', '-w', default='',
+                        help='checkpoint to load; one that describes its model is rebuilt from it (strict load '
+                             'outside the classifier), any other is loaded with load_pretrained_weights')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='classifier width to build (unused in eval mode; mismatching classifier weights '
+                             'are skipped); default: the checkpoint\'s, else 1')
+    parser.add_argument('--height', type=int, default=None,
+                        help=f"input height; default: the checkpoint's input_size, else {DEFAULT_SIZE[0]}")
+    parser.add_argument('--width', type=int, default=None,
+                        help=f"input width; default: the checkpoint's input_size, else {DEFAULT_SIZE[1]}")
     parser.add_argument('--output', '-o', required=True, help='path of the .onnx file')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--atol', type=float, default=1e-4, help='tolerance of the ONNX Runtime check')
     parser.add_argument('--no-check', action='store_true', help='skip the ONNX Runtime parity check')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.model_name and not args.weights:
+        parser.error('give --weights (a checkpoint that describes its model) or --model-name (or both)')
+    for name in ('height', 'width', 'num_classes'):
+        value = getattr(args, name)
+        minimum = 0 if name == 'num_classes' else 1
+        if value is not None and value < minimum:
+            parser.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+    return parser, args
+
+
+def _read_checkpoint(path, model_name):
+    """The checkpoint dict at ``path``, or None when it cannot tell us anything (then ``model_name`` is
+    needed and the weights go through load_pretrained_weights)."""
+    from torchreid.utils.checkpoint import load_checkpoint
+
+    try:
+        checkpoint = load_checkpoint(path)
+    except RuntimeError:
+        if not model_name:
+            raise
+        # e.g. an old Torchreid file holding Python objects: load_pretrained_weights says what it does with it
+        logger.debug('%s: not readable with the safe loader; loading it as plain weights', path, exc_info=True)
+        return None
+    if not isinstance(checkpoint, dict):
+        if not model_name:
+            from torchreid.models import CheckpointError
+
+            raise CheckpointError(f'--weights "{path}" holds a {type(checkpoint).__name__}, not a checkpoint dict, '
+                                  f'so it does not describe its model; pass --model-name NAME')
+        return None
+    return checkpoint
+
+
+def _build(args):
+    """``(model, input_size or None)`` from the arguments (see the module docstring)."""
+    from torchreid.models import (build_model, build_model_from_checkpoint, checkpoint_input_size,
+                                  checkpoint_normalization, load_pretrained_weights)
+
+    checkpoint = _read_checkpoint(args.weights, args.model_name) if args.weights else None
+    spec = checkpoint.get('model_spec') if checkpoint is not None else None
+    if checkpoint is not None and (spec is not None or not args.model_name):
+        # Self-describing (or, without --model-name, an error saying the file does not describe its model).
+        if args.model_name and isinstance(spec, dict) and spec.get('name') != args.model_name:
+            raise ValueError(f'--model-name {args.model_name!r} disagrees with --weights "{args.weights}", which '
+                             f"describes a model named {spec.get('name')!r}; drop --model-name to export the "
+                             f'checkpoint\'s model')
+        model = build_model_from_checkpoint(checkpoint, num_classes=args.num_classes, device='cpu',
+                                            source=args.weights)
+        normalization = checkpoint_normalization(checkpoint, source=args.weights)
+        if normalization is not None:
+            logger.info('Inputs of the exported graph are normalised with mean %s and std %s (from the checkpoint)',
+                        normalization['mean'], normalization['std'])
+        return model, checkpoint_input_size(checkpoint, source=args.weights)
+    num_classes = 1 if args.num_classes is None else args.num_classes
+    model = build_model(args.model_name, num_classes=num_classes, pretrained=False)
+    if args.weights:
+        load_pretrained_weights(model, args.weights)
+    return model, None
 
 
 def main(argv=None):
-    args = _parse_args(argv)
+    parser, args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    from torchreid.models import build_model, load_pretrained_weights
-
     if args.weights and not osp.isfile(args.weights):
         raise FileNotFoundError(f'--weights "{args.weights}" is not a file')
-    model = build_model(args.model_name, num_classes=args.num_classes, pretrained=False)
-    if args.weights:
-        load_pretrained_weights(model, args.weights)
-    result = export_onnx(model, args.output, height=args.height, width=args.width, opset=args.opset,
+    model, recorded_size = _build(args)
+    size = recorded_size or DEFAULT_SIZE
+    height = args.height if args.height is not None else size[0]
+    width = args.width if args.width is not None else size[1]
+    if recorded_size is None and (args.height is None or args.width is None):
+        logger.info('No input size recorded in the weights: --height %d --width %d', height, width)
+    result = export_onnx(model, args.output, height=height, width=width, opset=args.opset,
                          check=not args.no_check, atol=args.atol)
     diff = 'not checked' if result['max_abs_diff'] is None else f"max |diff| {result['max_abs_diff']:.3g}"
-    logger.info('%s: features of dimension %d, %s', result['path'], result['feature_dim'], diff)
+    logger.info('%s: features of dimension %d for %dx%d inputs, %s', result['path'], result['feature_dim'],
+                height, width, diff)
     return 0
 
 

@@ -11,20 +11,28 @@ Challenge names (labels hidden)::
 
 Fields are separated by ``-``; the class uses ``_`` and the UAI may contain ``_``, so neither may contain ``-``.
 The ground truth (``bbox_info.json``) is ``{"query": {"<bbox_idx>": record}, "gallery": {...}}`` with
-records of the fields in :data:`GT_FIELDS`. This module is the one place that knows both formats; the
-dataset classes and the synthetic generator go through it.
+records of the fields in :data:`GT_FIELDS`. A ranking (the challenge submission, ``{"<query bbox_idx>":
+[gallery bbox_idx, ...]}``) must obey :data:`RANKING_RULE`; :func:`find_ranking_violation` finds the first
+place where it does not, in the official evaluator's order.
+
+This module is the one place that knows these formats: the datasets, the synthetic generator, the ranking
+export and the ranking-file evaluator go through it. It imports numpy and the standard library only.
 """
 import dataclasses
 import json
 import os.path as osp
 import re
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
 
 from torchreid.utils.io import atomic_write_json
 
 __all__ = [
-    'CLASSES', 'CLASS_GROUPS', 'GT_FIELDS', 'SoccerNetSample', 'FilenameError', 'GroundTruthError',
-    'parse_filename', 'format_filename', 'read_ground_truth', 'write_ground_truth', 'samples_to_gt_split',
+    'CLASSES', 'CLASS_GROUPS', 'GT_FIELDS', 'GT_EVAL_FIELDS', 'HEIGHT_BUCKETS', 'SoccerNetSample', 'FilenameError',
+    'GroundTruthError', 'UnknownGalleryItemError', 'RANKING_RULE', 'RankingViolation', 'parse_filename',
+    'format_filename', 'read_json', 'check_ground_truth', 'read_ground_truth', 'write_ground_truth',
+    'samples_to_gt_split', 'gt_split_to_samples', 'find_ranking_violation',
 ]
 
 # The seven classes that occur in the ReID thumbnails, as written in file names.
@@ -39,6 +47,8 @@ CLASS_GROUPS = {
     'Main_referee': 'referees', 'Side_referee': 'referees',
     'Staff_members': 'staff',
 }
+# (label, low inclusive, high exclusive) in pixels of thumbnail height: the per-size breakdown of the scores.
+HEIGHT_BUCKETS = (('<50', 0, 50), ('50-100', 50, 100), ('100-200', 100, 200), ('>=200', 200, float('inf')))
 GT_FIELDS = ('bbox_idx', 'action_idx', 'person_uid', 'frame_idx', 'clazz', 'id', 'UAI', 'relative_path',
              'height', 'width')
 
@@ -164,36 +174,198 @@ def format_filename(sample: SoccerNetSample, hide_labels: bool = False) -> str:
             f'{sample.id}-{sample.UAI}-{shape}.png')
 
 
-def _check_gt_record(record, key: str, subset: str, path: str) -> None:
-    if not isinstance(record, dict):
-        raise GroundTruthError(f'{path}: {subset}[{key!r}] must be an object, got {type(record).__name__}')
-    missing = [f for f in GT_FIELDS if f not in record]
-    if missing:
-        raise GroundTruthError(f'{path}: {subset}[{key!r}] lacks field(s) {", ".join(missing)}')
-    for field in ('bbox_idx', 'action_idx', 'person_uid', 'frame_idx', 'height', 'width'):
-        if not isinstance(record[field], int) or isinstance(record[field], bool):
-            raise GroundTruthError(f'{path}: {subset}[{key!r}].{field} must be an integer, got {record[field]!r}')
-    if str(record['bbox_idx']) != key:
-        raise GroundTruthError(f'{path}: {subset} key {key!r} differs from its record bbox_idx {record["bbox_idx"]}')
+# Fields the evaluation reads; a ground truth for scoring rankings needs no more (the official evaluator's use).
+GT_EVAL_FIELDS = {'query': ('action_idx', 'person_uid'), 'gallery': ('bbox_idx', 'action_idx', 'person_uid')}
+_INT_FIELDS = ('bbox_idx', 'action_idx', 'person_uid', 'frame_idx', 'height', 'width')
 
 
-def read_ground_truth(path: str) -> Dict[str, Dict[str, dict]]:
-    """Read and check an official ground-truth JSON; returns ``{'query': {...}, 'gallery': {...}}``."""
+def read_json(path: str, what: str) -> Any:
+    """Load a JSON file the official tools read: UTF-8, or latin-1 (the first release files were latin-1).
+
+    A missing file is a ``FileNotFoundError`` and broken JSON a ``ValueError``, both naming ``what`` and the path.
+    """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'ground-truth file not found: {path}')
-    with open(path, encoding='utf-8') as f:
+        raise FileNotFoundError(f'{what} file not found: {path}')
+    for encoding in ('utf-8', 'latin-1'):
         try:
-            data = json.load(f)
+            with open(path, encoding=encoding) as f:
+                return json.load(f)
+        except UnicodeDecodeError:
+            continue
         except json.JSONDecodeError as err:
-            raise GroundTruthError(f'{path}: not valid JSON ({err})') from err
+            error = GroundTruthError if what == 'ground-truth' else ValueError
+            raise error(f'{path}: not valid JSON ({err})') from err
+    raise ValueError(f'{path}: {what} file is neither UTF-8 nor latin-1 text')  # latin-1 decodes any byte
+
+
+def check_ground_truth(data: Any, where: str = '<ground truth>', strict: bool = True) -> Dict[str, Dict[str, dict]]:
+    """Check the structure of a ground truth ``{"query": {...}, "gallery": {...}}``; returns it.
+
+    ``strict``: every record holds every field of :data:`GT_FIELDS` with integer indices (what the release and
+    the synthetic generator write, and what the datasets compare with the files on disk). Otherwise only the
+    fields the evaluation reads (:data:`GT_EVAL_FIELDS`) are required. In both cases a gallery key must be
+    the string of its integer ``bbox_idx`` (rankings name gallery items by it).
+    """
     if not isinstance(data, dict) or not {'query', 'gallery'} <= set(data):
-        raise GroundTruthError(f'{path}: expected an object with "query" and "gallery" keys')
+        raise GroundTruthError(f'{where}: expected an object with "query" and "gallery" keys')
     for subset in ('query', 'gallery'):
-        if not isinstance(data[subset], dict):
-            raise GroundTruthError(f'{path}: "{subset}" must be an object keyed by bbox_idx')
-        for key, record in data[subset].items():
-            _check_gt_record(record, key, subset, path)
+        records = data[subset]
+        if not isinstance(records, dict):
+            raise GroundTruthError(f'{where}: "{subset}" must be an object keyed by bbox_idx')
+        fields = GT_FIELDS if strict else GT_EVAL_FIELDS[subset]
+        ints = [f for f in _INT_FIELDS if f in fields] if strict else ['bbox_idx'] if 'bbox_idx' in fields else []
+        for key, record in records.items():
+            if not isinstance(record, dict):
+                raise GroundTruthError(f'{where}: {subset}[{key!r}] must be an object, got {type(record).__name__}')
+            missing = [f for f in fields if f not in record]
+            if missing:
+                raise GroundTruthError(f'{where}: {subset}[{key!r}] lacks field(s) {", ".join(missing)}')
+            for field in ints:
+                if not isinstance(record[field], int) or isinstance(record[field], bool):
+                    raise GroundTruthError(
+                        f'{where}: {subset}[{key!r}].{field} must be an integer, got {record[field]!r}')
+            if 'bbox_idx' in ints and str(record['bbox_idx']) != key:
+                raise GroundTruthError(
+                    f'{where}: {subset} key {key!r} differs from its record bbox_idx {record["bbox_idx"]}')
     return data
+
+
+def read_ground_truth(path: str, strict: bool = True) -> Dict[str, Dict[str, dict]]:
+    """Read and check an official ground-truth JSON (see :func:`check_ground_truth` for ``strict``)."""
+    return check_ground_truth(read_json(path, 'ground-truth'), where=path, strict=strict)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The ranking rule
+# ----------------------------------------------------------------------------------------------------------
+#: The rule every ranking obeys (the challenge server's and the official evaluator's).
+RANKING_RULE = "a ranking lists every gallery item of the query's action exactly once, and nothing else"
+
+
+class UnknownGalleryItemError(KeyError, ValueError):
+    """A ranked item that is not a gallery item: the official evaluator's ``KeyError``, also a ``ValueError``."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ''
+
+
+# kind -> (exception type of the official evaluator, what the rule broken looks like)
+_VIOLATIONS = {
+    'missing': (ValueError, 'has no ranking: every query needs one'),
+    'not_integer': (TypeError, 'holds {item}, which is not an integer; gallery items are named by integers'),
+    'duplicate': (ValueError, 'lists {item} twice'),
+    'unknown': (UnknownGalleryItemError, 'holds {item}, which is not a gallery item'),
+    'other_action': (ValueError, 'holds {item}, which belongs to another action'),
+    'no_gallery': (UnknownGalleryItemError, 'cannot be ranked: its action has no gallery item'),
+    'incomplete': (ValueError, 'has the wrong length ({length} instead of {expected}): it misses {item} of its '
+                               'action'),
+    'no_match': (ValueError, "has no match: the query's identity is not in its action's gallery, so the ground "
+                             'truth is not a valid evaluation set'),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingViolation:
+    """The first place where a set of rankings breaks :data:`RANKING_RULE`, in the official evaluator's order.
+
+    ``query`` is the query's index, ``kind`` one of ``missing``, ``not_integer``, ``duplicate``, ``unknown``,
+    ``other_action``, ``no_gallery``, ``incomplete``, ``no_match``; ``entry`` the offending entry's index in
+    the flat list (item-level kinds) and ``item`` the gallery position missing (``incomplete``).
+    """
+
+    query: int
+    kind: str
+    entry: Optional[int] = None
+    item: Optional[int] = None
+
+    def error(self, query_name: str, item_name: Callable[[int], str], length: int = 0,
+              expected: int = 0) -> Exception:
+        """The exception to raise: ``query_name`` names the query, ``item_name(x)`` an item (a flat entry's raw
+        value for item-level kinds, a gallery position for ``incomplete``)."""
+        kind, template = _VIOLATIONS[self.kind]
+        item = self.item if self.entry is None else self.entry
+        text = template.format(item=item_name(item) if item is not None else None, length=length,
+                               expected=expected)
+        return kind(f'ranking of query {query_name} {text}; {RANKING_RULE}')
+
+
+def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.ndarray, g_actions: np.ndarray,
+                           present: Optional[np.ndarray] = None, not_integer: Optional[np.ndarray] = None,
+                           q_pids: Optional[np.ndarray] = None,
+                           g_pids: Optional[np.ndarray] = None) -> Optional[RankingViolation]:
+    """The first violation of :data:`RANKING_RULE`, or None when every ranking obeys it.
+
+    Args:
+        offsets: int ``[nq + 1]``: query ``i``'s ranking is ``flat[offsets[i]:offsets[i + 1]]``.
+        flat: int64 gallery POSITIONS (indices into ``g_actions``), ``-1`` for an item that is no gallery item.
+        q_actions, g_actions: int action codes of every query / gallery item.
+        present: bool ``[nq]``, False where a query has no ranking at all (default: all present).
+        not_integer: bool per entry, True where the submitted item is not an integer.
+        q_pids, g_pids: int identity codes; when given, a query whose action holds no item of its identity
+            is a violation (``no_match``).
+
+    The order is the official evaluator's: queries in order; inside one, a missing ranking, then the first
+    bad entry (not an integer, a repeat, not a gallery item, another action's item, checked in that order
+    per entry), then an action without gallery, an incomplete list, no match.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    flat = np.asarray(flat, dtype=np.int64)
+    q_actions, g_actions = np.asarray(q_actions), np.asarray(g_actions)
+    nq, ng = q_actions.shape[0], g_actions.shape[0]
+    lengths = np.diff(offsets)
+    seg = np.repeat(np.arange(nq, dtype=np.int64), lengths)
+    present = np.ones(nq, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    bad_type = np.zeros(flat.size, dtype=bool) if not_integer is None else np.asarray(not_integer, dtype=bool)
+
+    known = (flat >= 0) & (flat < ng) & ~bad_type
+    repeat = np.zeros(flat.size, dtype=bool)
+    if known.any():
+        idx = np.flatnonzero(known)
+        key = seg[idx] * max(ng, 1) + flat[idx]
+        order = np.argsort(key, kind='stable')                 # equal keys keep list order: the first stays
+        dup = np.zeros(idx.size, dtype=bool)
+        dup[order[1:]] = key[order[1:]] == key[order[:-1]]
+        repeat[idx] = dup
+    foreign = np.zeros(flat.size, dtype=bool)
+    foreign[known] = g_actions[flat[known]] != q_actions[seg[known]]
+    # Each entry's first broken check, in the official per-entry order.
+    code = np.select([bad_type, repeat, ~known, foreign], [1, 2, 3, 4], 0)
+    entry_kinds = (None, 'not_integer', 'duplicate', 'unknown', 'other_action')
+
+    # q_actions / g_actions codes may be any ints: count the gallery per action through shared codes.
+    uniq, inv = np.unique(np.concatenate([q_actions, g_actions]), return_inverse=True)
+    inv = inv.reshape(-1)
+    q_codes, g_codes = inv[:nq], inv[nq:]
+    g_count = np.bincount(g_codes, minlength=uniq.size)
+    bad_entry_query = np.zeros(nq, dtype=bool)
+    bad_entry_query[seg[code > 0]] = True
+    no_gallery = g_count[q_codes] == 0
+    incomplete = lengths != g_count[q_codes]
+    no_match = np.zeros(nq, dtype=bool)
+    if q_pids is not None and g_pids is not None:
+        q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
+        hits = np.zeros(flat.size, dtype=bool)
+        ok = known & ~foreign
+        hits[ok] = g_pids[flat[ok]] == q_pids[seg[ok]]
+        no_match = np.bincount(seg[hits], minlength=nq) == 0
+    failing = ~present | bad_entry_query | no_gallery | incomplete | no_match
+    if not failing.any():
+        return None
+    q = int(np.flatnonzero(failing)[0])
+    if not present[q]:
+        return RankingViolation(q, 'missing')
+    if bad_entry_query[q]:
+        s, e = int(offsets[q]), int(offsets[q + 1])
+        first = s + int(np.flatnonzero(code[s:e])[0])
+        return RankingViolation(q, entry_kinds[code[first]], entry=first)
+    if no_gallery[q]:
+        return RankingViolation(q, 'no_gallery')
+    if incomplete[q]:
+        listed = set(flat[offsets[q]:offsets[q + 1]].tolist())
+        action_items = np.flatnonzero(g_codes == q_codes[q])
+        missing = next(int(g) for g in action_items if int(g) not in listed)
+        return RankingViolation(q, 'incomplete', item=missing)
+    return RankingViolation(q, 'no_match')
 
 
 def samples_to_gt_split(samples: Iterable[SoccerNetSample]) -> Dict[str, dict]:

@@ -25,34 +25,35 @@ Notes on compatibility keys:
 """
 import ast
 import difflib
-import math
 import os.path as osp
 import re
 
 from yacs.config import CfgNode as CN
 
 from torchreid.data.samplers import AVAILABLE_SAMPLERS
+from torchreid.engine.options import CHECKPOINT_METRICS as _LIB_CHECKPOINT_METRICS
+from torchreid.engine.options import EvalOptions, TrainOptions
+from torchreid.metrics import DIST_METRICS, EVAL_METRICS, OptionError, RankingOptions
+from torchreid.models.registry import SUPPORTED_LOSSES
+from torchreid.optim import AVAILABLE_LR_SCHEDULERS, AVAILABLE_OPTIMIZERS
 from torchreid.synthetic import PRESETS
-from torchreid.metrics.rank import EVAL_METRICS
-from torchreid.optim import AVAI_OPTIMS, AVAI_SCHEDULERS
 
 __all__ = [
-    'ConfigError', 'get_default_config', 'merge_from_file', 'merge_from_list', 'check_cfg',
-    'check_registered_names',
+    'ConfigError', 'get_default_config', 'merge_from_file', 'merge_from_list', 'check_cfg', 'check_registered_names',
+    'ranking_options', 'apply_checkpoint_description',
     'imagedata_kwargs', 'videodata_kwargs', 'optimizer_kwargs', 'lr_scheduler_kwargs', 'engine_run_kwargs',
-    'model_kwargs', 'engine_kwargs', 'resolve_device', 'SAMPLERS', 'LOSSES', 'DIST_METRICS', 'OPTIMIZERS',
+    'model_kwargs', 'engine_kwargs', 'SAMPLERS', 'LOSSES', 'DIST_METRICS', 'OPTIMIZERS',
     'LR_SCHEDULERS', 'EVAL_METRICS', 'SYNTHETIC_PRESETS', 'CHECKPOINT_METRICS', 'PRECISIONS',
 ]
 
 # Allowed values (checked by check_cfg; the library re-checks its own arguments as well).
 # The library's own lists where it has them, so the config cannot drift from what the library accepts.
 SAMPLERS = AVAILABLE_SAMPLERS
-LOSSES = ('softmax', 'triplet')
-DIST_METRICS = ('euclidean', 'cosine')
-OPTIMIZERS = AVAI_OPTIMS
-LR_SCHEDULERS = AVAI_SCHEDULERS
+LOSSES = SUPPORTED_LOSSES
+OPTIMIZERS = AVAILABLE_OPTIMIZERS
+LR_SCHEDULERS = AVAILABLE_LR_SCHEDULERS
 SYNTHETIC_PRESETS = ('', *PRESETS)
-CHECKPOINT_METRICS = ('mAP', 'rank1', 'rank-1', 'mINP')
+CHECKPOINT_METRICS = (*_LIB_CHECKPOINT_METRICS, 'rank-1')
 PRECISIONS = ('', 'fp16', 'bf16')
 DATA_TYPES = ('image', 'video')
 _DEVICE = re.compile(r'^(auto|cpu|mps|cuda(:\d+)?)$')
@@ -147,9 +148,11 @@ def get_default_config():
     cfg.train.mixed_precision = ''  # '' (fp32), 'fp16' (CUDA, with gradient scaling) or 'bf16' (autocast)
     cfg.train.channels_last = False
     cfg.train.grad_clip = 0.0  # max gradient L2 norm; 0 = off
-    cfg.train.checkpoint_metric = 'mAP'  # 'mAP' | 'rank1' | 'mINP' of the first labelled target -> model-best
-    cfg.train.save_freq = 1  # write a checkpoint every N epochs (and always after the last)
-    cfg.train.keep_last = 0  # keep only the newest N epoch checkpoints; 0 keeps all
+    # 'mAP' | 'rank1' | 'mINP' of the first labelled target -> model-best.pth.tar
+    cfg.train.checkpoint_metric = TrainOptions.checkpoint_metric
+    cfg.train.save_freq = TrainOptions.save_freq  # write a checkpoint every N epochs (and always after the last)
+    # keep only the newest N epoch checkpoints (and model-best.pth.tar); 0 keeps all
+    cfg.train.keep_last = TrainOptions.keep_last
 
     # --- optimizers
     cfg.sgd = CN()
@@ -173,28 +176,21 @@ def get_default_config():
     cfg.loss.triplet.weight_x = 0.0
     cfg.loss.triplet.action_aware = False  # ours: positives/negatives only within the anchor's action
 
-    # --- test
+    # --- test (the ranking options and their defaults come from the library: torchreid.metrics.RankingOptions)
+    eval_defaults = EvalOptions.defaults()
     cfg.test = CN()
     cfg.test.batch_size = 100
-    cfg.test.dist_metric = 'euclidean'
-    cfg.test.normalize_feature = False
-    cfg.test.ranks = [1, 5, 10, 20]
+    cfg.test.ranks = list(eval_defaults['ranks'])
     cfg.test.evaluate = False  # test only
-    cfg.test.eval_freq = -1  # -1: evaluate only after the last epoch
-    cfg.test.start_eval = 0
-    cfg.test.rerank = False
-    cfg.test.visrank = False
-    cfg.test.visrank_topk = 10
-    cfg.test.export_ranking_results = False
-    # ours: k-reciprocal re-ranking (always within an action for SoccerNet) and query expansion
-    cfg.test.rerank_k1 = 20
-    cfg.test.rerank_k2 = 6
-    cfg.test.rerank_lambda = 0.3
-    cfg.test.query_expansion = False
-    # ours: rank by the action's inverted softmax (the queries of an action are different people, so a
-    # gallery box shows at most one of them); the temperature is relative to the action's mean distance
-    cfg.test.inverted_softmax = False
-    cfg.test.inverted_softmax_temperature = 0.3
+    cfg.test.eval_freq = TrainOptions.eval_freq  # -1: evaluate only after the last epoch
+    cfg.test.start_eval = TrainOptions.start_eval
+    cfg.test.visrank = eval_defaults['visrank']
+    cfg.test.visrank_topk = eval_defaults['visrank_topk']
+    cfg.test.export_ranking_results = eval_defaults['export_ranking_results']
+    # dist_metric, normalize_feature, rerank (+ rerank_k1/_k2/_lambda), query_expansion (+ qe_k, qe_alpha),
+    # inverted_softmax (+ inverted_softmax_temperature), and any registered ranking step
+    for key, value in RankingOptions.flat_defaults().items():
+        cfg.test[key] = value
     cfg.test.visrank_max_queries = 100  # ranked-result pictures drawn per target
 
     # --- ours: where to run ('auto' = CUDA when available, else CPU)
@@ -349,30 +345,22 @@ def check_cfg(cfg):
     if not cfg.data.targets:
         raise ConfigError('data.targets must name at least one dataset')
     _one_of('data.eval_metric', cfg.data.eval_metric, EVAL_METRICS)
+    # checked by the library (each value once, where it is declared), errors naming the config key
+    ranking_options(cfg)
+    _checked_by(TrainOptions, TRAIN_OPTION_KEYS, _library_values(cfg, TRAIN_OPTION_KEYS))
+    _checked_by(EvalOptions, EVAL_OPTION_KEYS, _library_values(cfg, EVAL_OPTION_KEYS))
     _one_of('data.synthetic_preset', cfg.data.synthetic_preset, SYNTHETIC_PRESETS)
     for key in ('data.height', 'data.width', 'data.k_tfm', 'train.batch_size', 'test.batch_size',
-                'sampler.num_instances', 'sampler.num_cams', 'sampler.num_datasets',
-                'train.print_freq', 'test.visrank_topk', 'test.rerank_k1', 'test.rerank_k2',
-                'test.visrank_max_queries'):
-        group, name = key.split('.')
-        _positive(key, cfg[group][name])
-    for key in ('data.workers', 'train.max_epoch', 'train.start_epoch', 'train.fixbase_epoch',
-                'train.warmup_epochs', 'train.cosine_delay_epochs', 'train.weight_decay', 'train.grad_clip',
-                'train.min_lr',
-                'test.start_eval', 'loss.triplet.margin', 'loss.triplet.weight_t', 'loss.triplet.weight_x'):
-        node = cfg
-        for part in key.split('.'):
-            node = node[part]
-        _positive(key, node, allow_zero=True)
+                'sampler.num_instances', 'sampler.num_cams', 'sampler.num_datasets'):
+        _positive(key, _value(cfg, key))
+    for key in ('data.workers', 'train.warmup_epochs', 'train.cosine_delay_epochs', 'train.weight_decay',
+                'train.grad_clip', 'train.min_lr', 'loss.triplet.margin', 'loss.triplet.weight_t',
+                'loss.triplet.weight_x'):
+        _positive(key, _value(cfg, key), allow_zero=True)
     _positive('train.lr', cfg.train.lr)
     _positive('num_threads', cfg.num_threads, allow_zero=True)
     if not 0.0 < cfg.soccernetv3.training_subset <= 1.0:
         raise ConfigError(f'soccernetv3.training_subset must be in (0, 1]; got {cfg.soccernetv3.training_subset}')
-    if not 0.0 <= cfg.test.rerank_lambda <= 1.0:
-        raise ConfigError(f'test.rerank_lambda must be in [0, 1]; got {cfg.test.rerank_lambda}')
-    if not (math.isfinite(cfg.test.inverted_softmax_temperature) and cfg.test.inverted_softmax_temperature > 0):
-        raise ConfigError('test.inverted_softmax_temperature must be a finite number > 0; got '
-                          f'{cfg.test.inverted_softmax_temperature!r}')
     if cfg.train.lr_scheduler == 'cosine' and \
             cfg.train.warmup_epochs + cfg.train.cosine_delay_epochs >= cfg.train.max_epoch:
         raise ConfigError(
@@ -402,14 +390,8 @@ def check_cfg(cfg):
         raise ConfigError(f'train.stepsize must be a non-empty list of positive epochs; got {cfg.train.stepsize}')
     if cfg.train.gamma <= 0:
         raise ConfigError(f'train.gamma must be positive; got {cfg.train.gamma}')
-    _one_of('train.checkpoint_metric', cfg.train.checkpoint_metric, CHECKPOINT_METRICS)
     _one_of('train.mixed_precision', cfg.train.mixed_precision, PRECISIONS)
-    _positive('train.save_freq', cfg.train.save_freq)
-    _positive('train.keep_last', cfg.train.keep_last, allow_zero=True)
     _one_of('loss.name', cfg.loss.name, LOSSES)
-    _one_of('test.dist_metric', cfg.test.dist_metric, DIST_METRICS)
-    if not cfg.test.ranks or any(r <= 0 for r in cfg.test.ranks):
-        raise ConfigError(f'test.ranks must be a non-empty list of positive ranks; got {cfg.test.ranks}')
     if not _DEVICE.match(cfg.device):
         raise ConfigError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {cfg.device!r}")
     if cfg.loss.name == 'triplet' and cfg.loss.triplet.weight_x == 0 and cfg.train.fixbase_epoch > 0:
@@ -445,13 +427,91 @@ def check_registered_names(cfg):
     return cfg
 
 
-def resolve_device(name):
-    """'auto' -> 'cuda' when available, else 'cpu'; other names are returned as given."""
-    if name != 'auto':
-        return name
-    import torch
+# Engine.run keyword (a TrainOptions / EvalOptions field) -> config key. The library checks the values; the
+# errors are reported under the config key.
+TRAIN_OPTION_KEYS = {
+    'max_epoch': 'train.max_epoch', 'start_epoch': 'train.start_epoch', 'print_freq': 'train.print_freq',
+    'fixbase_epoch': 'train.fixbase_epoch', 'open_layers': 'train.open_layers', 'start_eval': 'test.start_eval',
+    'eval_freq': 'test.eval_freq', 'save_freq': 'train.save_freq', 'keep_last': 'train.keep_last',
+    'checkpoint_metric': 'train.checkpoint_metric',
+}
+EVAL_OPTION_KEYS = {
+    'ranks': 'test.ranks', 'visrank': 'test.visrank', 'visrank_topk': 'test.visrank_topk',
+    'visrank_max_queries': 'test.visrank_max_queries', 'export_ranking_results': 'test.export_ranking_results',
+    'use_metric_cuhk03': 'cuhk03.use_metric_cuhk03',
+}
 
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+def _value(cfg, key):
+    node = cfg
+    for part in key.split('.'):
+        node = node[part]
+    return node
+
+
+def _library_values(cfg, keys):
+    values = {option: _value(cfg, key) for option, key in keys.items()}
+    if 'keep_last' in values:
+        values['keep_last'] = values['keep_last'] or None       # the config's 0 = keep every checkpoint
+    if 'open_layers' in values:
+        values['open_layers'] = list(values['open_layers'])
+    if 'ranks' in values:
+        values['ranks'] = list(values['ranks'])
+    return values
+
+
+def _checked_by(build, keys, values):
+    """``build(**values)``, its ValueError reported under the config key of the option it names."""
+    try:
+        return build(**values)
+    except ValueError as exc:
+        message = str(exc)
+        for option, key in keys.items():
+            for owner in ('TrainOptions', 'EvalOptions'):
+                message = message.replace(f'{owner}.{option} ', f'{key} ')
+        if message.startswith('checkpoint_metric '):
+            message = 'train.' + message
+        raise ConfigError(message) from None
+
+
+def ranking_options(cfg):
+    """The library's :class:`~torchreid.metrics.RankingOptions` of ``test.*`` (checked there, once)."""
+    try:
+        return RankingOptions.from_flat({key: cfg.test[key] for key in RankingOptions.flat_defaults()})
+    except OptionError as exc:
+        raise ConfigError(f'test.{exc}') from None
+
+
+def apply_checkpoint_description(cfg, checkpoint, source=''):
+    """A copy of ``cfg`` whose model and input settings are those a self-describing checkpoint records.
+
+    A test-only run rebuilds the exact model it tests: architecture (``model.name``, ``model.bnneck``), input
+    size (``data.height``, ``data.width``) and normalisation (``data.norm_mean``, ``data.norm_std``) come from
+    the checkpoint. Returns ``(cfg, overridden)`` where ``overridden`` lists ``(key, config value, checkpoint
+    value)`` for the keys the configuration had set to something else than both its default and the checkpoint.
+    """
+    from torchreid.models import checkpoint_input_size, checkpoint_normalization
+
+    spec = checkpoint['model_spec']
+    values = {'model.name': spec['name'], 'model.bnneck': bool(spec['kwargs'].get('bnneck', False))}
+    size = checkpoint_input_size(checkpoint, source=source)
+    if size is not None:
+        values['data.height'], values['data.width'] = int(size[0]), int(size[1])
+    norm = checkpoint_normalization(checkpoint, source=source)
+    if norm is not None:
+        values['data.norm_mean'], values['data.norm_std'] = list(norm['mean']), list(norm['std'])
+    defaults = get_default_config()
+    out = cfg.clone()
+    out.defrost()
+    overridden = []
+    for key, value in values.items():
+        group, name = key.split('.')
+        current = out[group][name]
+        if current != value and current != defaults[group][name]:
+            overridden.append((key, current, value))
+        out[group][name] = value
+    out.freeze()
+    return out, overridden
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -468,7 +528,7 @@ def imagedata_kwargs(cfg):
         'k_tfm': cfg.data.k_tfm,
         'norm_mean': list(cfg.data.norm_mean),
         'norm_std': list(cfg.data.norm_std),
-        'device': resolve_device(cfg.device),
+        'device': cfg.device,
         'split_id': cfg.data.split_id,
         'combineall': cfg.data.combineall,
         'load_train_targets': cfg.data.load_train_targets,
@@ -538,7 +598,7 @@ def lr_scheduler_kwargs(cfg):
 def engine_kwargs(cfg):
     """Keyword arguments of the engine's constructor beyond data manager, model, optimizer, scheduler."""
     kwargs = {
-        'device': resolve_device(cfg.device),
+        'device': cfg.device,
         'label_smooth': cfg.loss.softmax.label_smooth,
         'mixed_precision': cfg.train.mixed_precision or None,
         'channels_last': cfg.train.channels_last,
@@ -553,31 +613,9 @@ def engine_kwargs(cfg):
 def engine_run_kwargs(cfg):
     return {
         'save_dir': cfg.data.save_dir,
-        'max_epoch': cfg.train.max_epoch,
-        'start_epoch': cfg.train.start_epoch,
-        'fixbase_epoch': cfg.train.fixbase_epoch,
-        'open_layers': list(cfg.train.open_layers),
-        'start_eval': cfg.test.start_eval,
-        'eval_freq': cfg.test.eval_freq,
         'test_only': cfg.test.evaluate,
-        'print_freq': cfg.train.print_freq,
-        'dist_metric': cfg.test.dist_metric,
-        'normalize_feature': cfg.test.normalize_feature,
-        'visrank': cfg.test.visrank,
-        'visrank_topk': cfg.test.visrank_topk,
-        'ranks': list(cfg.test.ranks),
-        'rerank': cfg.test.rerank,
-        'rerank_k1': cfg.test.rerank_k1,
-        'rerank_k2': cfg.test.rerank_k2,
-        'rerank_lambda': cfg.test.rerank_lambda,
-        'export_ranking_results': cfg.test.export_ranking_results,
-        'use_metric_cuhk03': cfg.cuhk03.use_metric_cuhk03,
-        # ours
-        'query_expansion': cfg.test.query_expansion,
-        'inverted_softmax': cfg.test.inverted_softmax,
-        'inverted_softmax_temperature': cfg.test.inverted_softmax_temperature,
-        'visrank_max_queries': cfg.test.visrank_max_queries,
-        'checkpoint_metric': cfg.train.checkpoint_metric,
-        'save_freq': cfg.train.save_freq,
-        'keep_last': cfg.train.keep_last or None,
+        **_library_values(cfg, TRAIN_OPTION_KEYS),
+        **_library_values(cfg, EVAL_OPTION_KEYS),
+        **{key: cfg.test[key] for key in RankingOptions.flat_defaults()},
+        'config': cfg,
     }

@@ -31,9 +31,9 @@ _REPO = osp.dirname(osp.dirname(HERE))
 if osp.isdir(osp.join(_REPO, 'torchreid')) and _REPO not in sys.path:  # run from a checkout, not installed
     sys.path.insert(1, _REPO)
 
-from default_config import (ConfigError, check_cfg, check_registered_names,  # noqa: E402
-                            engine_kwargs, engine_run_kwargs, get_default_config, imagedata_kwargs,
-                            lr_scheduler_kwargs, merge_from_file, merge_from_list, model_kwargs,
+from default_config import (ConfigError, apply_checkpoint_description, check_cfg,  # noqa: E402
+                            check_registered_names, engine_kwargs, engine_run_kwargs, get_default_config,
+                            imagedata_kwargs, lr_scheduler_kwargs, merge_from_file, merge_from_list, model_kwargs,
                             optimizer_kwargs)
 
 logger = logging.getLogger('torchreid.baseline')
@@ -167,6 +167,21 @@ def _check_eval_metric_compat(cfg, datamanager):
                         cfg.data.eval_metric, name, declared)
 
 
+def tested_checkpoint(cfg):
+    """``(path, checkpoint)`` of a test-only run's self-describing checkpoint, or ``(path or '', None)``."""
+    path = cfg.model.load_weights or (cfg.model.resume if cfg.test.evaluate else '')
+    if not cfg.test.evaluate or not path:
+        return path, None
+    from torchreid.utils import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not checkpoint.get('model_spec'):
+        logger.info('%s does not describe its model: the model is built from the configuration (%s)', path,
+                    cfg.model.name)
+        return path, None
+    return path, checkpoint
+
+
 def main(argv=None):
     """Run the baseline; returns a dict.
 
@@ -196,6 +211,13 @@ def main(argv=None):
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         prepare_synthetic_data(cfg)
+        weights_path, checkpoint = tested_checkpoint(cfg)
+        if checkpoint is not None:
+            # Test only: the checkpoint says which model it holds and how its inputs were prepared.
+            cfg, overridden = apply_checkpoint_description(cfg, checkpoint, source=weights_path)
+            for key, given, recorded in overridden:
+                logger.warning('%s: the configuration says %r, the checkpoint %s was trained with %r: using %r',
+                               key, given, weights_path, recorded, recorded)
         # Seeded after the data generation, so a run that generates the data and one that finds it
         # on disk train identically.
         set_random_seed(cfg.train.seed)
@@ -203,11 +225,16 @@ def main(argv=None):
         datamanager = torchreid.data.ImageDataManager(**imagedata_kwargs(cfg))
         _check_eval_metric_compat(cfg, datamanager)
 
-        logger.info('Building model: %s', cfg.model.name)
-        model = torchreid.models.build_model(**model_kwargs(cfg, datamanager.num_train_pids))
+        if checkpoint is not None:
+            logger.info('Rebuilding the model recorded in %s: %s %s', weights_path, checkpoint['model_spec']['name'],
+                        checkpoint['model_spec']['kwargs'])
+            model = torchreid.models.build_model_from_checkpoint(checkpoint, source=weights_path)
+        else:
+            logger.info('Building model: %s', cfg.model.name)
+            model = torchreid.models.build_model(**model_kwargs(cfg, datamanager.num_train_pids))
+            if cfg.model.load_weights:
+                load_pretrained_weights(model, cfg.model.load_weights)
         logger.info('Model size: %.3f M parameters', count_num_param(model) / 1e6)
-        if cfg.model.load_weights:
-            load_pretrained_weights(model, cfg.model.load_weights)
         optimizer = torchreid.optim.build_optimizer(model, **optimizer_kwargs(cfg))
         scheduler = torchreid.optim.build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
         engine = build_engine(cfg, datamanager, model, optimizer, scheduler)

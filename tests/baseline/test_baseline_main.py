@@ -154,3 +154,39 @@ def test_resume_continues_at_the_right_epoch(trained, tiny_root, tmp_path):
 def test_resume_from_missing_checkpoint_is_a_clear_error(tiny_root, tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         load_main().main(tiny_argv(tiny_root, str(tmp_path), 'model.resume', str(tmp_path / 'nope.pth')))
+
+
+def test_a_new_ranking_step_is_a_config_key_that_reaches_the_rankings(toy_ranking_step, tiny_root, tmp_path):
+    """tests/conftest.py's toy step, registered in one place, is a ``test.*`` key of the config and changes the
+    exported rankings (here: the plain ranking reversed)."""
+    from .helpers import load_default_config
+
+    cfg = load_default_config().get_default_config()
+    assert cfg.test.toy_farthest_first is False and cfg.test.toy_weight == 1.0
+    common = ('test.evaluate', 'True', 'test.visrank', 'False', 'data.targets', "['soccernetv3']")
+    plain = load_main().main(tiny_argv(tiny_root, str(tmp_path / 'plain'), *common))
+    toy = load_main().main(tiny_argv(tiny_root, str(tmp_path / 'toy'), *common, 'test.toy_farthest_first', 'True',
+                                     'test.toy_weight', '3.0'))
+    with open(plain['targets']['soccernetv3']['ranking_path']) as f1, \
+            open(toy['targets']['soccernetv3']['ranking_path']) as f2:
+        a, b = json.load(f1), json.load(f2)
+    assert a.keys() == b.keys() and all(a[q][::-1] == b[q] for q in a)  # same untrained network, same seed
+    assert toy['targets']['soccernetv3']['agree'] is True
+    assert toy['targets']['soccernetv3']['mAP'] < plain['targets']['soccernetv3']['mAP']
+
+
+def test_test_only_rebuilds_the_model_the_checkpoint_describes(trained, tiny_root, tmp_path, caplog):
+    """No model.name / bnneck / size restated: architecture, input size and normalisation come from the file;
+    a configuration value that disagrees with it is named in a warning."""
+    out, _ = trained
+    weights = out['checkpoints'][-1][1]
+    argv = ['--root', tiny_root, 'data.save_dir', str(tmp_path), 'data.targets', "['soccernetv3']",
+            'data.workers', '0', 'test.evaluate', 'True', 'model.load_weights', weights, 'data.height', '96',
+            'test.batch_size', '64', 'test.normalize_feature', 'True', 'test.export_ranking_results', 'True',
+            'device', 'cpu']
+    with caplog.at_level('WARNING', logger='torchreid'):
+        again = load_main().main(argv)
+    cfg = again['config']
+    assert (cfg.model.name, cfg.model.bnneck, cfg.data.height, cfg.data.width) == ('osnet_x0_25', True, 64, 32)
+    assert again['targets']['soccernetv3']['mAP'] == pytest.approx(out['targets']['soccernetv3']['mAP'], abs=1e-9)
+    assert any('data.height' in r.getMessage() and '96' in r.getMessage() for r in caplog.records)

@@ -389,7 +389,6 @@ def test_download_unknown_split(tmp_path):
 
 # ----- the generator's tiny set -----
 def test_tiny_set_discovery(request):
-    pytest.importorskip('torchreid.synthetic')
     from torchreid.data import synthetic
     if not hasattr(synthetic, 'generate_dataset'):
         pytest.skip('synthetic generator not available yet')

@@ -71,13 +71,13 @@ def test_test_only_evaluates_same_action_and_exports_every_target(datamanager, t
 
 def test_intermediate_tests_do_not_export(dm_valid, tmp_path, monkeypatch):
     exported = []
-    real_export = torchreid.metrics.export_ranking_results
+    real_export = torchreid.metrics.submission.export_ranking_results
 
     def spy(*args, **kwargs):
         exported.append(args[-1])
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(torchreid.metrics, 'export_ranking_results', spy)
+    monkeypatch.setattr(torchreid.metrics.submission, 'export_ranking_results', spy)
     engine = _engine(dm_valid)
     engine.run(save_dir=str(tmp_path), max_epoch=2, eval_freq=1, export_ranking_results=True, print_freq=100)
     assert exported == ['soccernetv3']  # the final test only
@@ -86,13 +86,14 @@ def test_intermediate_tests_do_not_export(dm_valid, tmp_path, monkeypatch):
 
 def test_rerank_and_inverted_softmax_reach_the_metric(dm_valid, tmp_path, monkeypatch):
     calls = []
-    real = torchreid.metrics.evaluate_soccernetv3
+    evaluator_cls = torchreid.metrics.SoccerNetEvaluator
+    real = evaluator_cls.evaluate
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
+    def spy(self, *args, **kwargs):
+        calls.append(self.options.to_flat())
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(torchreid.metrics, 'evaluate_soccernetv3', spy)
+    monkeypatch.setattr(evaluator_cls, 'evaluate', spy)
     engine = _engine(dm_valid)
     engine.run(save_dir=str(tmp_path), max_epoch=1, rerank=True, dist_metric='cosine', normalize_feature=True,
                print_freq=100)
@@ -101,8 +102,8 @@ def test_rerank_and_inverted_softmax_reach_the_metric(dm_valid, tmp_path, monkey
                          inverted_softmax_temperature=0.2)
     assert len(calls) == 3
     assert all(c['rerank'] is True for c in calls[:2])
-    assert (calls[1]['k1'], calls[1]['k2'], calls[1]['lambda_value']) == (7, 3, 0.5)
-    assert calls[0]['metric'] == 'cosine' and calls[0]['normalize'] is True
+    assert (calls[1]['rerank_k1'], calls[1]['rerank_k2'], calls[1]['rerank_lambda']) == (7, 3, 0.5)
+    assert calls[0]['dist_metric'] == 'cosine' and calls[0]['normalize_feature'] is True
     assert [c['inverted_softmax'] for c in calls] == [False, False, True]
     assert calls[2]['inverted_softmax_temperature'] == 0.2 and calls[2]['rerank'] is False
     assert 0.0 <= results['soccernetv3']['mAP'] <= 1.0
@@ -149,11 +150,18 @@ def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path)
     assert len(os.listdir(tmp_path / 'visrank_market')) == 1
     with pytest.raises(ValueError, match='query_expansion'):
         engine.test(query_expansion=True)
-    with pytest.raises(ValueError, match='inverted_softmax is implemented for soccernetv3 targets only'):
+    with pytest.raises(ValueError, match='inverted_softmax is implemented for soccernetv3 .per-action. targets only'):
         engine.test(inverted_softmax=True)
     # re-ranking on the full matrix runs and gives a valid metric
     reranked = engine.test(EvalOptions(rerank=True))['market']
     assert 0.0 <= reranked['mAP'] <= 1.0
+    # normalize_feature on a Market-style target: the squared euclidean distance of L2-normalised features
+    normalised = engine.test(normalize_feature=True)['market']
+    qn, gn = torch.nn.functional.normalize(qf, dim=1), torch.nn.functional.normalize(gf, dim=1)
+    expected = torchreid.metrics.evaluate_rank(torchreid.metrics.compute_distance_matrix(qn, gn), q_pids, g_pids,
+                                               q_camids, g_camids, eval_metric='default', return_result=True)
+    assert normalised['mAP'] == pytest.approx(expected.mAP, abs=1e-12)
+    assert normalised['mAP'] != pytest.approx(engine.test()['market']['mAP'], abs=1e-9)  # it changes the ranking
 
 
 def test_feature_extractor_matches_engine_extraction(dm_valid, tmp_path):

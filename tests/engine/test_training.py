@@ -275,3 +275,84 @@ def test_constructor_checks_and_use_gpu_compat(dm_valid):
         engine.run(max_epoch=1, checkpoint_metric='accuracy')
     with pytest.raises(NotImplementedError):
         Engine(dm_valid, device='cpu').forward_backward({})
+
+
+def test_default_retention_keeps_the_best_and_the_last_three(dm_valid, tmp_path):
+    model = tiny_model(dm_valid.num_train_pids)
+    engine = ImageSoftmaxEngine(dm_valid, model, torch.optim.Adam(model.parameters(), lr=1e-3), device='cpu',
+                                progress=False, tensorboard=False)
+    scores = iter([0.1, 0.9, 0.2, 0.3, 0.4, 0.5])
+    engine.test = lambda *a, **k: _fake_results(next(scores))
+    engine.run(save_dir=str(tmp_path), max_epoch=6, eval_freq=1, print_freq=100)
+    names = sorted(os.listdir(tmp_path / 'model'))
+    assert names == ['model-best.pth.tar', 'model.pth.tar-4', 'model.pth.tar-5', 'model.pth.tar-6']
+    assert load_checkpoint(str(tmp_path / 'model' / 'model-best.pth.tar'))['epoch'] == 2
+
+
+def test_checkpoints_describe_themselves(dm_valid, tmp_path):
+    import torchreid
+    from torchreid.utils import FeatureExtractor
+
+    set_random_seed(0)
+    model = torchreid.models.build_model('osnet_x0_25', dm_valid.num_train_pids, loss='softmax', pretrained=False,
+                                         bnneck=True)
+    engine = ImageSoftmaxEngine(dm_valid, model, torch.optim.Adam(model.parameters(), lr=1e-3), device='cpu',
+                                progress=False, tensorboard=False)
+    config = {'model': {'name': 'osnet_x0_25', 'bnneck': True}, 'train': {'seed': 0}}
+    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100, config=config)
+    path = str(tmp_path / 'model' / 'model.pth.tar-1')
+    ckpt = load_checkpoint(path)
+    assert ckpt['model_spec'] == {'name': 'osnet_x0_25', 'num_classes': dm_valid.num_train_pids, 'loss': 'softmax',
+                                  'kwargs': {'bnneck': True}}
+    assert ckpt['input_size'] == [dm_valid.height, dm_valid.width]
+    assert ckpt['normalization'] == {'mean': dm_valid.norm_mean, 'std': dm_valid.norm_std}
+    assert ckpt['config'] == config and ckpt['torchreid_version'] == torchreid.__version__
+    # ... so nothing else is needed to extract the engine's features again
+    extractor = FeatureExtractor.from_checkpoint(path, device='cpu', verbose=False)
+    loader = dm_valid.test_loader['soccernetv3']['query']
+    feats, _, _ = engine.extract_features(loader)
+    torch.testing.assert_close(extractor([r[0] for r in loader.dataset.data]), feats, atol=1e-5, rtol=1e-5)
+
+
+def test_torchreid_style_subclass_shares_one_registry(dm_valid, tmp_path):
+    """Torchreid's engines set self.model / optimizer / scheduler and register them: one state, not two."""
+    class TorchreidStyleEngine(Engine):
+        def __init__(self, datamanager, model, optimizer, scheduler=None):
+            super().__init__(datamanager, device='cpu', progress=False, tensorboard=False)
+            self.model = model
+            self.optimizer = optimizer
+            self.scheduler = scheduler
+            self.register_model('model', model, optimizer, scheduler)
+
+        def forward_backward(self, data):
+            outputs, pids = self.forward_train_batch(data)
+            loss = torch.nn.functional.cross_entropy(outputs, pids)
+            self.backward_and_step(loss)
+            return {'loss': loss.item()}
+
+    model = tiny_model(dm_valid.num_train_pids)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)
+    engine = TorchreidStyleEngine(dm_valid, model, optimizer, scheduler)
+    assert engine.get_model_names() == ['model']
+    assert engine.model is model and engine.optimizer is optimizer and engine.scheduler is scheduler
+    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)
+    assert engine.get_current_lr() == pytest.approx(0.05)        # the registered scheduler was stepped
+    replacement = torch.optim.SGD(model.parameters(), lr=0.01)
+    engine.optimizer = replacement                               # the registry follows the attribute
+    assert engine._optims['model'] is replacement
+
+
+def test_train_options_are_checked_once_with_their_names(dm_valid, tmp_path):
+    from torchreid.engine import TrainOptions
+
+    assert TrainOptions(checkpoint_metric='rank-1').checkpoint_metric == 'rank1'
+    for bad, msg in [({'max_epoch': -1}, 'max_epoch'), ({'save_freq': 0}, 'save_freq'),
+                     ({'keep_last': 0}, 'keep_last'), ({'eval_freq': 1.5}, 'eval_freq'),
+                     ({'checkpoint_metric': 'acc'}, 'checkpoint_metric')]:
+        with pytest.raises(ValueError, match=msg):
+            TrainOptions(**bad)
+    model = tiny_model(dm_valid.num_train_pids)
+    engine = ImageSoftmaxEngine(dm_valid, model, torch.optim.Adam(model.parameters()), device='cpu', progress=False)
+    with pytest.raises(TypeError, match="'rerank_k'.*did you mean"):
+        engine.run(save_dir=str(tmp_path), max_epoch=1, rerank_k=3)

@@ -3,13 +3,12 @@ import os
 import sys
 
 import numpy as np
+import onnx  # noqa: F401  (the test extra installs both: these tests run in CI, never skipped)
+import onnxruntime as ort
 import pytest
 import torch
 
 from utils_helpers import TinyNet
-
-ort = pytest.importorskip('onnxruntime')
-pytest.importorskip('onnx')
 
 SCRIPT = os.path.join(os.path.dirname(__file__), '..', '..', 'scripts', 'export_onnx.py')
 
@@ -71,7 +70,7 @@ def test_clear_error_without_onnxruntime(tmp_path, monkeypatch):
 
 
 def test_command_line(tmp_path, monkeypatch):
-    torchreid_models = pytest.importorskip('torchreid.models')
+    import torchreid.models as torchreid_models
     script = _load_script()
     built = []
 
@@ -100,10 +99,97 @@ def test_command_line(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_registered_osnet_exports_within_tolerance(tmp_path):
-    models = pytest.importorskip('torchreid.models')
+    import torchreid.models as models
     script = _load_script()
     torch.manual_seed(0)
     model = models.build_model('osnet_x0_25', num_classes=3, pretrained=False)
     result = script.export_onnx(model, str(tmp_path / 'osnet.onnx'), height=64, width=32)
     assert result['feature_dim'] == model.feature_dim and result['max_abs_diff'] <= 1e-4
     assert not model.training  # the exporter must not leave the model in train mode
+
+
+# -- a self-describing checkpoint: --weights alone ----------------------------------------------------------
+
+def _self_describing_checkpoint(tmp_path, **overrides):
+    """``(model in eval mode, path)``: a tiny shufflenet with a BNNeck, saved as the engine saves it."""
+    import torchreid
+    from torchreid.models import build_model, describe_model
+    from torchreid.utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model('shufflenet_v2_x0_5', num_classes=4, pretrained=False, bnneck=True)
+    with torch.no_grad():
+        model.train()(torch.randn(4, 3, 64, 32))  # BN statistics away from their initial values
+    state = {'state_dict': model.state_dict(), 'epoch': 1, 'model_spec': describe_model(model),
+             'input_size': [64, 32], 'normalization': {'mean': [0.5, 0.5, 0.5], 'std': [0.25, 0.25, 0.25]},
+             'config': None, 'torchreid_version': torchreid.__version__}
+    state.update(overrides)
+    return model.eval(), save_checkpoint(state, str(tmp_path / 'log'))
+
+
+def test_command_line_from_a_checkpoint_alone(tmp_path):
+    script = _load_script()
+    model, ckpt = _self_describing_checkpoint(tmp_path)
+    out = tmp_path / 'from_ckpt.onnx'
+    assert script.main(['--weights', ckpt, '-o', str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    shape = session.get_inputs()[0].shape
+    assert shape[1:] == [3, 64, 32]  # the checkpoint's input size
+    x = torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = session.run(None, {'input': x.numpy()})[0]
+    assert got.shape == (3, model.feature_dim)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_command_line_checkpoint_with_model_name_and_size(tmp_path):
+    script = _load_script()
+    model, ckpt = _self_describing_checkpoint(tmp_path)
+    out = tmp_path / 'named.onnx'
+    # the same name as the checkpoint's: fine; an explicit size wins over the recorded one
+    assert script.main(['-m', 'shufflenet_v2_x0_5', '-w', ckpt, '--height', '32', '--width', '32',
+                        '-o', str(out)]) == 0
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert session.get_inputs()[0].shape[1:] == [3, 32, 32]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {'input': x.numpy()})[0], model(x).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match=r"--model-name 'osnet_x0_25' disagrees.*'shufflenet_v2_x0_5'"):
+        script.main(['-m', 'osnet_x0_25', '-w', ckpt, '-o', str(tmp_path / 'other.onnx')])
+    assert not (tmp_path / 'other.onnx').exists()
+
+
+def test_command_line_checkpoint_that_does_not_describe_its_model(tmp_path, capsys):
+    import torchreid.models as models
+    script = _load_script()
+    model, _ = _self_describing_checkpoint(tmp_path)
+    old = tmp_path / 'old.pth.tar'
+    torch.save({'state_dict': model.state_dict(), 'epoch': 1}, old)
+    with pytest.raises(models.CheckpointError, match='does not describe its model.*--model-name'):
+        script.main(['-w', str(old), '-o', str(tmp_path / 'x.onnx')])
+    bare = tmp_path / 'bare.pth'
+    torch.save(model.state_dict(), bare)
+    with pytest.raises(models.CheckpointError, match='bare state dict'):
+        script.main(['-w', str(bare), '-o', str(tmp_path / 'x.onnx')])
+    with pytest.raises(SystemExit):
+        script.main(['-o', str(tmp_path / 'x.onnx')])
+    assert '--weights' in capsys.readouterr().err and not (tmp_path / 'x.onnx').exists()
+    # a broken self-describing checkpoint is refused, not half-loaded
+    state_dict = model.state_dict()
+    state_dict['unexpected.weight'] = torch.zeros(1)
+    _, broken = _self_describing_checkpoint(tmp_path / 'broken', state_dict=state_dict)
+    with pytest.raises(models.CheckpointError, match="unexpected key.*'unexpected.weight'"):
+        script.main(['-w', broken, '-o', str(tmp_path / 'x.onnx')])
+
+
+def test_command_line_defaults_to_256x128_without_a_recorded_size(tmp_path, monkeypatch):
+    import torchreid.models as torchreid_models
+    script = _load_script()
+    monkeypatch.setattr(torchreid_models, 'build_model', lambda name, num_classes, pretrained=True: TinyNet())
+    weights = tmp_path / 'w.pth.tar'
+    torch.save({'state_dict': TinyNet().state_dict()}, weights)
+    out = tmp_path / 'tiny.onnx'
+    assert script.main(['-m', 'tiny', '-w', str(weights), '-o', str(out), '--no-check']) == 0
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    assert session.get_inputs()[0].shape[1:] == [3, 256, 128]

@@ -2,10 +2,11 @@
 import logging
 import random
 import warnings
-from typing import Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from torchreid.utils.model_utils import resolve_device
@@ -13,7 +14,7 @@ from torchreid.utils.model_utils import resolve_device
 from .datasets import ImageDataset, init_image_dataset
 from .datasets.dataset import SHARED_DATASET_OPTIONS
 from .samplers import build_train_sampler
-from .transforms import build_transforms
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _as_list(names: Union[None, str, Sequence[str]]) -> List[str]:
     return list(names)
 
 
-def _resolve_device(device, use_gpu) -> torch.device:
+def _resolve_device(device: Union[str, int, torch.device, None], use_gpu: Optional[bool]) -> torch.device:
     """The project's :func:`resolve_device`, after mapping the deprecated ``use_gpu`` flag.
 
     ``use_gpu=True`` means what it meant in Torchreid, "CUDA if there is one" (``'auto'``); ``False`` is
@@ -58,8 +59,11 @@ class DataManager:
     """Base data manager (Torchreid shape): sources, targets, transforms, device."""
     data_type = 'image'
 
-    def __init__(self, sources=None, targets=None, height=256, width=128, transforms='random_flip',
-                 norm_mean=None, norm_std=None, device=None, use_gpu=None):
+    def __init__(self, sources: Union[str, Sequence[str], None] = None,
+                 targets: Union[str, Sequence[str], None] = None, height: int = 256, width: int = 128,
+                 transforms: Union[str, Sequence[str], None] = 'random_flip',
+                 norm_mean: Optional[Sequence[float]] = None, norm_std: Optional[Sequence[float]] = None,
+                 device: Union[str, int, torch.device, None] = None, use_gpu: Optional[bool] = None):
         self.sources = _as_list(sources)
         if not self.sources:
             raise ValueError('sources must name at least one dataset')
@@ -68,8 +72,11 @@ class DataManager:
         self.width = int(width)
         self.device = _resolve_device(device, use_gpu)
         self.use_gpu = self.device.type == 'cuda'  # kept for Torchreid code that reads it
+        # The normalisation the test transform applies; checkpoints record it so a model is used as trained.
+        self.norm_mean = [float(x) for x in (IMAGENET_MEAN if norm_mean is None else norm_mean)]
+        self.norm_std = [float(x) for x in (IMAGENET_STD if norm_std is None else norm_std)]
         self.transform_tr, self.transform_te = build_transforms(
-            self.height, self.width, transforms=transforms, norm_mean=norm_mean, norm_std=norm_std)
+            self.height, self.width, transforms=transforms, norm_mean=self.norm_mean, norm_std=self.norm_std)
 
     @property
     def num_train_pids(self) -> int:
@@ -79,13 +86,13 @@ class DataManager:
     def num_train_cams(self) -> int:
         return self._num_train_cams
 
-    def fetch_test_loaders(self, name: str):
+    def fetch_test_loaders(self, name: str) -> Tuple[DataLoader, DataLoader]:
         """``(query_loader, gallery_loader)`` of target ``name``."""
         if name not in self.test_loader:
             raise KeyError(f'{name!r} is not a target; targets: {", ".join(self.test_loader)}')
         return self.test_loader[name]['query'], self.test_loader[name]['gallery']
 
-    def preprocess_pil_img(self, img):
+    def preprocess_pil_img(self, img: Image.Image) -> torch.Tensor:
         """Apply the test transform to a PIL image (for inference on single images)."""
         return self.transform_te(img)
 
@@ -103,13 +110,18 @@ class ImageDataManager(DataManager):
     ``num_pids_per_action``: identities per action in a ``RandomActionSampler`` batch (None: whole actions).
     """
 
-    def __init__(self, root='', sources=None, targets=None, height=256, width=128, transforms='random_flip',
-                 k_tfm=1, norm_mean=None, norm_std=None, device=None, use_gpu=None, split_id=0,
-                 combineall=False, load_train_targets=False, batch_size_train=32, batch_size_test=32,
-                 workers=4, num_instances=4, num_cams=1, num_datasets=1, train_sampler='RandomSampler',
-                 train_sampler_t='RandomSampler', cuhk03_labeled=False, cuhk03_classic_split=False,
-                 market1501_500k=False, soccernetv3_training_subset=1.0, seed=None,
-                 download=True, num_pids_per_action=4):
+    def __init__(self, root: str = '', sources: Union[str, Sequence[str], None] = None,
+                 targets: Union[str, Sequence[str], None] = None, height: int = 256, width: int = 128,
+                 transforms: Union[str, Sequence[str], None] = 'random_flip', k_tfm: int = 1,
+                 norm_mean: Optional[Sequence[float]] = None, norm_std: Optional[Sequence[float]] = None,
+                 device: Union[str, int, torch.device, None] = None, use_gpu: Optional[bool] = None,
+                 split_id: int = 0, combineall: bool = False, load_train_targets: bool = False,
+                 batch_size_train: int = 32, batch_size_test: int = 32, workers: int = 4, num_instances: int = 4,
+                 num_cams: int = 1, num_datasets: int = 1, train_sampler: str = 'RandomSampler',
+                 train_sampler_t: str = 'RandomSampler', cuhk03_labeled: bool = False,
+                 cuhk03_classic_split: bool = False, market1501_500k: bool = False,
+                 soccernetv3_training_subset: float = 1.0, seed: Optional[int] = None, download: bool = True,
+                 num_pids_per_action: Optional[int] = 4):
         # Each shared option is a parameter of this constructor; SHARED_DATASET_OPTIONS is the one list of
         # which are forwarded to the datasets (taken before any other local variable exists).
         arguments = locals()
@@ -179,8 +191,8 @@ class ImageDataManager(DataManager):
             parts.append(dataset.with_mode('train', transform=self.transform_tr))
         return sum(parts)  # a single part is returned as is; ``+`` keeps the first part's transform and mode
 
-    def _train_loader(self, trainset, sampler_name, batch_size, num_instances, num_cams, num_datasets,
-                      loader_kwargs) -> DataLoader:
+    def _train_loader(self, trainset: ImageDataset, sampler_name: str, batch_size: int, num_instances: int,
+                      num_cams: int, num_datasets: int, loader_kwargs: Dict[str, Any]) -> DataLoader:
         sampler = build_train_sampler(trainset.train, sampler_name, batch_size=batch_size,
                                       num_instances=num_instances, num_cams=num_cams, num_datasets=num_datasets,
                                       num_pids_per_action=self.num_pids_per_action, seed=self.seed)
@@ -197,7 +209,7 @@ class ImageDataManager(DataManager):
                 loader.sampler.set_epoch(epoch)
 
     # ----- reporting -----
-    def summary_rows(self):
+    def summary_rows(self) -> List[Tuple[str, str, Union[int, str], int, int]]:
         rows = [('train', ', '.join(self.sources), self.num_train_pids, len(self.train_set.train),
                  self.num_train_cams)]
         for name in self.targets:

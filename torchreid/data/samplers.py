@@ -14,7 +14,7 @@ another pass is drawn.
 import logging
 import random
 from collections import defaultdict
-from typing import Dict, List
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch.utils.data import RandomSampler, Sampler, SequentialSampler
@@ -28,6 +28,9 @@ AVAILABLE_SAMPLERS = ('RandomSampler', 'SequentialSampler', 'RandomIdentitySampl
 # Torchreid's name, kept for code written against it.
 AVAI_SAMPLERS = AVAILABLE_SAMPLERS
 
+#: What the samplers read: records ``(img_path, pid, camid, dsetid)`` (a dataset's ``train`` list).
+Records = Sequence[Sequence[Any]]
+
 
 def _check_batch(batch_size: int, num_instances: int) -> int:
     if num_instances < 1:
@@ -40,7 +43,8 @@ def _check_batch(batch_size: int, num_instances: int) -> int:
 class _EpochSampler(Sampler):
     """Common epoch/seed handling: ``_epoch_indices(rng)`` builds one epoch from a ``random.Random``."""
 
-    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None):
+    def __init__(self, data_source: Records, batch_size: int, num_instances: int,
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None):
         self.data_source = data_source
         self.batch_size = int(batch_size)
         self.num_instances = int(num_instances)
@@ -74,7 +78,7 @@ class _EpochSampler(Sampler):
     def _one_pass(self, rng: random.Random) -> List[List[int]]:
         raise NotImplementedError
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         rng = self._rng()
         self.epoch += 1
         indices: List[int] = []
@@ -101,7 +105,8 @@ class RandomIdentitySampler(_EpochSampler):
         num_instances: K, the images per identity in a batch.
     """
 
-    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None):
+    def __init__(self, data_source: Records, batch_size: int, num_instances: int,
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None):
         super().__init__(data_source, batch_size, num_instances, generator, seed)
         self.index_dic: Dict[object, List[int]] = defaultdict(list)
         for index, record in enumerate(data_source):
@@ -151,8 +156,9 @@ class RandomActionSampler(_EpochSampler):
     triplet in the strong recipe (configs/strong.yaml), on 4 of 5 seeds.
     """
 
-    def __init__(self, data_source, batch_size: int, num_instances: int, generator=None, seed=None,
-                 num_pids_per_action=4):
+    def __init__(self, data_source: Records, batch_size: int, num_instances: int,
+                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
+                 num_pids_per_action: Optional[int] = 4):
         super().__init__(data_source, batch_size, num_instances, generator, seed)
         if num_pids_per_action is not None and (int(num_pids_per_action) != num_pids_per_action
                                                 or num_pids_per_action < 2):
@@ -217,7 +223,8 @@ class SeededRandomSampler(RandomSampler):
     ``seed`` it draws from torch's global generator, like torch's RandomSampler.
     """
 
-    def __init__(self, data_source, seed=None, generator=None):
+    def __init__(self, data_source: Records, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None):
         super().__init__(data_source, generator=generator)
         self.seed = seed
         self.epoch = 0
@@ -225,16 +232,17 @@ class SeededRandomSampler(RandomSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         if self.seed is not None:
             self.generator = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + self.epoch)
         self.epoch += 1
         return super().__iter__()
 
 
-def build_train_sampler(data_source, train_sampler: str, batch_size: int = 32, num_instances: int = 4,
-                        num_cams: int = 1, num_datasets: int = 1, generator=None, seed=None, num_pids_per_action=4,
-                        **kwargs) -> Sampler:
+def build_train_sampler(data_source: Records, train_sampler: str, batch_size: int = 32, num_instances: int = 4,
+                        num_cams: int = 1, num_datasets: int = 1, generator: Optional[torch.Generator] = None,
+                        seed: Optional[int] = None, num_pids_per_action: Optional[int] = 4,
+                        **kwargs: Any) -> Sampler:
     """Build a training sampler by name (Torchreid's call shape); ``num_pids_per_action`` is used by
     ``RandomActionSampler`` only."""
     if train_sampler == 'RandomIdentitySampler':

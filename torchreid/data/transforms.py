@@ -17,9 +17,10 @@ Random draws come from torch's generator, which the DataLoader seeds per worker.
 import collections
 import logging
 import math
-from typing import Deque, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, List, Optional, Sequence, Tuple, Union
 
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -48,7 +49,7 @@ class RandomTranslateCrop(torch.nn.Module):
             raise ValueError(f'scale must be >= 1, got {scale}')
         self.height, self.width, self.p, self.scale = int(height), int(width), float(p), float(scale)
 
-    def forward(self, img):
+    def forward(self, img: Union[Image.Image, torch.Tensor]) -> Union[Image.Image, torch.Tensor]:
         if torch.rand(1).item() >= self.p:
             return F.resize(img, [self.height, self.width], antialias=True)
         new_h, new_w = int(round(self.height * self.scale)), int(round(self.width * self.scale))
@@ -167,7 +168,7 @@ def _as_list(transforms: Union[None, str, Sequence[str]]) -> List[str]:
 
 def build_transforms(height: int, width: int, transforms: Union[None, str, Sequence[str]] = 'random_flip',
                      norm_mean: Optional[Sequence[float]] = None, norm_std: Optional[Sequence[float]] = None,
-                     **kwargs):
+                     **kwargs: Any) -> Tuple[v2.Compose, v2.Compose]:
     """Build ``(transform_tr, transform_te)`` for PIL images; both end with a normalised float tensor."""
     if height <= 0 or width <= 0:
         raise ValueError(f'height and width must be positive, got {height}x{width}')

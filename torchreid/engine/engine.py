@@ -1,26 +1,19 @@
 """The training / evaluation template every engine derives from (Torchreid's ``Engine``).
 
-A subclass registers its model(s) with :meth:`Engine.register_model` and overrides
-:meth:`Engine.forward_backward`, which takes one training batch and returns a dict of named scalars
-(losses, accuracy). The base class runs the epochs, progress bars, logging, TensorBoard, evaluation on every
-target, ranking export, visualisation and checkpoints.
+A subclass registers its model(s) with :meth:`Engine.register_model` (or sets ``self.model``, ``self.optimizer``,
+``self.scheduler`` as Torchreid code does: the same registry) and overrides :meth:`Engine.forward_backward`,
+which takes one training batch and returns a dict of named scalars (losses, accuracy). The base class runs the
+epochs (:class:`~torchreid.engine.options.TrainOptions`), progress bars, logging and TensorBoard; evaluation is
+delegated to the evaluator of each target's protocol (:func:`torchreid.metrics.build_evaluator`, with the
+:class:`~torchreid.engine.options.EvalOptions`); saving, retention and resuming to the
+:class:`~torchreid.engine.checkpointer.Checkpointer`.
 
-Evaluation asks each target dataset how it is evaluated (``dataset.eval_metric``: ``'soccernetv3'`` ranks
-every query among the gallery items of its own action, never building the full query x gallery matrix;
-``'default'`` / ``'cuhk03'`` use the full distance matrix) and whether its labels are hidden
-(``dataset.hidden_labels``: no metrics, rankings can still be exported). The evaluation options are
-gathered once in :class:`EvalOptions`.
-
-Checkpoints and resuming: a checkpoint is written every ``save_freq`` epochs (default: every epoch, so an
-interrupted run loses at most one epoch) and always after the last one, to
-``<save_dir>/<model name>/model.pth.tar-<epoch>`` (Torchreid's layout). It holds the weights, optimizer,
-scheduler and AMP scaler states, the Python / NumPy / torch RNG states at the end of the epoch and the best
-value of the declared ``checkpoint_metric``. ``run(resume=path)`` (or :meth:`Engine.resume`) restores all of
-it; evaluation never consumes training randomness (the RNG states are put back after each test), so an
-interrupted-and-resumed run ends with the same weights as an uninterrupted one.
+Resuming is exact: a checkpoint holds the weights, optimizer, scheduler and AMP scaler states, the RNG states
+at the end of the epoch and the best value of the declared ``checkpoint_metric``; evaluation never consumes
+training randomness (the RNG states are put back after each test), so an interrupted-and-resumed run ends with
+the same weights as an uninterrupted one.
 """
 import contextlib
-import dataclasses
 import datetime
 import logging
 import math
@@ -29,97 +22,36 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
-from typing import Optional, Sequence
+from typing import Any, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from torchreid import metrics
 from torchreid.losses import DeepSupervision
-from torchreid.metrics.rank import EVAL_METRICS
-from torchreid.utils.checkpoint import load_checkpoint, restore_checkpoint_state, save_checkpoint
 from torchreid.utils.loggers import MetricMeter, find_file_handler, remove_logging, setup_logging
 from torchreid.utils.model_utils import open_specified_layers, resolve_device
 from torchreid.utils.tools import get_rng_state, set_rng_state
 
-__all__ = ['Engine', 'EvalOptions']
+from .checkpointer import Checkpointer, ModelSlot
+from .options import EvalOptions, TrainOptions, check_keywords
+
+__all__ = ['Engine', 'EvalOptions', 'TrainOptions']
 
 logger = logging.getLogger(__name__)
 
-_METRIC_ALIASES = {'map': 'mAP', 'rank1': 'rank1', 'rank-1': 'rank1', 'r1': 'rank1', 'minp': 'mINP'}
 _PRECISIONS = {
     None: None, False: None, 'fp32': None, 'float32': None, 'none': None,
     'fp16': torch.float16, 'float16': torch.float16, 'half': torch.float16,
     'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16,
 }
-
-
-@dataclasses.dataclass
-class EvalOptions:
-    """Everything that decides how the targets are evaluated, gathered once.
-
-    Attributes:
-        dist_metric: ``'euclidean'`` (squared, as Torchreid) or ``'cosine'``.
-        normalize_feature: L2-normalise features before computing distances.
-        rerank: k-reciprocal re-ranking (per action for SoccerNet targets), with ``rerank_k1``,
-            ``rerank_k2``, ``rerank_lambda`` (Zhong et al.'s k1, k2, lambda).
-        query_expansion: average query expansion (SoccerNet targets).
-        inverted_softmax: rank by the action's inverted softmax (SoccerNet targets; the queries of an action
-            are different people, so a gallery box shows at most one of them), with
-            ``inverted_softmax_temperature`` (see :func:`torchreid.metrics.inverted_softmax`).
-        ranks: CMC ranks to report.
-        use_metric_cuhk03: evaluate ``'default'`` targets with the CUHK03 protocol (Torchreid's flag).
-        eval_metric: force a metric for every target; ``None`` (the default) asks each dataset.
-        visrank / visrank_topk / visrank_max_queries: draw ranked results to ``<save_dir>/visrank_<target>``.
-        export_ranking_results: write ``ranking_results_<target>_<time>.json`` (challenge format).
-        save_dir: where exports and pictures go.
-        max_rank: length of the CMC curve.
-        use_cython: use the compiled ranking code when it is built.
-    """
-
-    dist_metric: str = 'euclidean'
-    normalize_feature: bool = False
-    rerank: bool = False
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
-    query_expansion: bool = False
-    inverted_softmax: bool = False
-    inverted_softmax_temperature: float = 0.3
-    ranks: Sequence[int] = (1, 5, 10, 20)
-    use_metric_cuhk03: bool = False
-    eval_metric: Optional[str] = None
-    visrank: bool = False
-    visrank_topk: int = 10
-    visrank_max_queries: Optional[int] = None
-    export_ranking_results: bool = False
-    save_dir: str = 'log'
-    max_rank: int = 50
-    use_cython: bool = True
-
-    def __post_init__(self):
-        if self.dist_metric not in ('euclidean', 'cosine'):
-            raise ValueError(f"EvalOptions.dist_metric must be 'euclidean' or 'cosine', got {self.dist_metric!r}")
-        if isinstance(self.ranks, int):
-            self.ranks = (self.ranks,)
-        self.ranks = tuple(int(r) for r in self.ranks)
-        if any(r < 1 for r in self.ranks):
-            raise ValueError(f'EvalOptions.ranks must be positive ints, got {self.ranks}')
-        if self.eval_metric is not None and self.eval_metric not in EVAL_METRICS:
-            raise ValueError(f'EvalOptions.eval_metric must be None or one of {EVAL_METRICS}, '
-                             f'got {self.eval_metric!r}')
-        if int(self.max_rank) < 1:
-            raise ValueError(f'EvalOptions.max_rank must be >= 1, got {self.max_rank!r}')
-        if int(self.rerank_k1) < 1 or int(self.rerank_k2) < 1 or not 0.0 <= float(self.rerank_lambda) <= 1.0:
-            raise ValueError('EvalOptions: rerank_k1 and rerank_k2 must be >= 1 and rerank_lambda in [0, 1], got '
-                             f'{self.rerank_k1}, {self.rerank_k2}, {self.rerank_lambda}')
-        t = float(self.inverted_softmax_temperature)
-        if not (math.isfinite(t) and t > 0):
-            raise ValueError('EvalOptions.inverted_softmax_temperature must be a finite number > 0, got '
-                             f'{self.inverted_softmax_temperature!r}')
-        if int(self.visrank_topk) < 1:
-            raise ValueError(f'EvalOptions.visrank_topk must be >= 1, got {self.visrank_topk!r}')
+# The registry slot Torchreid's ``self.model`` / ``self.optimizer`` / ``self.scheduler`` stand for.
+_DEFAULT_SLOT = 'model'
+# Model names: one, several, or None for every registered model.
+Names = Union[None, str, Sequence[str]]
+# A checkpoint path, or one per registered model.
+CheckpointPaths = Union[str, Mapping[str, str]]
 
 
 def _ask_progress(progress):
@@ -128,21 +60,14 @@ def _ask_progress(progress):
     return bool(progress)
 
 
-def _canonical_metric_name(name):
-    key = str(name).lower()
-    if key not in _METRIC_ALIASES:
-        raise ValueError(f"checkpoint_metric must be one of 'mAP', 'rank1', 'mINP', got {name!r}")
-    return _METRIC_ALIASES[key]
-
-
 class Engine:
     """Base engine (a template).
 
     Args:
         datamanager: an ``ImageDataManager`` (anything with ``train_loader``, ``test_loader``,
             ``num_train_pids`` works).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``, a ``torch.device``, or None (CUDA when
-            available).
+        device: ``'auto'``/None (CUDA when available), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` or a
+            ``torch.device``.
         use_gpu: deprecated; ``False`` means ``device='cpu'``, ``True`` the automatic choice.
         mixed_precision: None (fp32), ``'fp16'`` or ``'bf16'``: forward passes under ``torch.autocast``;
             fp16 on CUDA also uses a gradient scaler.
@@ -152,8 +77,10 @@ class Engine:
         tensorboard: write TensorBoard scalars to ``save_dir``.
     """
 
-    def __init__(self, datamanager, device=None, use_gpu=None, mixed_precision=None, channels_last=False,
-                 grad_clip=None, progress=None, tensorboard=True):
+    def __init__(self, datamanager: Any, device: Union[None, str, int, torch.device] = None,
+                 use_gpu: Optional[bool] = None,
+                 mixed_precision: Optional[str] = None, channels_last: bool = False,
+                 grad_clip: Optional[float] = None, progress: Optional[bool] = None, tensorboard: bool = True):
         if isinstance(device, bool):
             # Torchreid's positional ``Engine(datamanager, use_gpu)`` lands here.
             use_gpu, device = device, None
@@ -194,22 +121,25 @@ class Engine:
         self.history = []  # per-epoch averages of forward_backward's outputs
         self.best_metric = None
         self.best_epoch = None
-        self.checkpoint_metric = 'mAP'
+        self.checkpoint_metric = TrainOptions.checkpoint_metric
+        self.checkpointer: Optional[Checkpointer] = None
+        self.config = None  # the run's configuration, recorded in checkpoints (``run(config=...)``)
         self._last_results = None
         self._warned_no_metric = False
         self._trainable_before_fixbase = None  # [(parameter, requires_grad)] saved by the fixbase phase
 
-        self._models = OrderedDict()
-        self._optims = OrderedDict()
-        self._scheds = OrderedDict()
+        self._models: Dict[str, nn.Module] = OrderedDict()
+        self._optims: Dict[str, Any] = OrderedDict()
+        self._scheds: Dict[str, Any] = OrderedDict()
 
     # ------------------------------------------------------------------ registry (Torchreid API)
     @property
-    def use_gpu(self):
+    def use_gpu(self) -> bool:
         """Deprecated view of :attr:`device` (True on CUDA)."""
         return self.device.type == 'cuda'
 
-    def register_model(self, name='model', model=None, optim=None, sched=None):
+    def register_model(self, name: str = _DEFAULT_SLOT, model: Optional[nn.Module] = None,
+                       optim: Optional[torch.optim.Optimizer] = None, sched: Any = None) -> None:
         """Register a model with its optimizer and scheduler; the model is moved to the engine's device."""
         if self.__dict__.get('_models') is None:
             raise AttributeError('call super().__init__() before register_model()')
@@ -222,7 +152,42 @@ class Engine:
         self._optims[name] = optim
         self._scheds[name] = sched
 
-    def get_model_names(self, names=None):
+    # Torchreid's engines keep ``self.model``, ``self.optimizer`` and ``self.scheduler``: here they are views of
+    # the registry's 'model' slot (the only model when one is registered under another name), so there is one
+    # copy of the state.
+    def _slot_name(self) -> str:
+        if _DEFAULT_SLOT in self._models or len(self._models) != 1:
+            return _DEFAULT_SLOT
+        return next(iter(self._models))
+
+    @property
+    def model(self) -> Optional[nn.Module]:
+        return self._models.get(self._slot_name()) if '_models' in self.__dict__ else None
+
+    @model.setter
+    def model(self, model: Optional[nn.Module]) -> None:
+        if model is None:
+            self._models.pop(_DEFAULT_SLOT, None)
+            return
+        self.register_model(_DEFAULT_SLOT, model, self._optims.get(_DEFAULT_SLOT), self._scheds.get(_DEFAULT_SLOT))
+
+    @property
+    def optimizer(self) -> Optional[torch.optim.Optimizer]:
+        return self._optims.get(self._slot_name()) if '_optims' in self.__dict__ else None
+
+    @optimizer.setter
+    def optimizer(self, optimizer: Optional[torch.optim.Optimizer]) -> None:
+        self._optims[self._slot_name()] = optimizer
+
+    @property
+    def scheduler(self) -> Any:
+        return self._scheds.get(self._slot_name()) if '_scheds' in self.__dict__ else None
+
+    @scheduler.setter
+    def scheduler(self, scheduler: Any) -> None:
+        self._scheds[self._slot_name()] = scheduler
+
+    def get_model_names(self, names: Names = None) -> List[str]:
         names_real = list(self._models.keys())
         if names is None:
             return names_real
@@ -233,26 +198,30 @@ class Engine:
             raise KeyError(f'unknown model name(s) {unknown}; registered: {names_real}')
         return list(names)
 
-    def set_model_mode(self, mode='train', names=None):
+    def _slots(self) -> Dict[str, ModelSlot]:
+        return OrderedDict((n, ModelSlot(self._models[n], self._optims.get(n), self._scheds.get(n)))
+                           for n in self.get_model_names())
+
+    def set_model_mode(self, mode: str = 'train', names: Names = None) -> None:
         if mode not in ('train', 'eval', 'test'):
             raise ValueError(f"mode must be 'train', 'eval' or 'test', got {mode!r}")
         for name in self.get_model_names(names):
             self._models[name].train(mode == 'train')
 
-    def get_current_lr(self, names=None):
+    def get_current_lr(self, names: Names = None) -> float:
         name = self.get_model_names(names)[0]
-        optim = self._optims[name]
+        optim = self._optims.get(name)
         if optim is None:
             raise ValueError(f'model {name!r} has no optimizer registered')
         return optim.param_groups[-1]['lr']
 
-    def update_lr(self, names=None):
+    def update_lr(self, names: Names = None) -> None:
         for name in self.get_model_names(names):
-            if self._scheds[name] is not None:
+            if self._scheds.get(name) is not None:
                 self._scheds[name].step()
 
     @property
-    def rank1(self):
+    def rank1(self) -> Optional[float]:
         """Rank-1 of the last target with labels at the last test (what Torchreid's ``test()`` returned)."""
         if not self._last_results:
             return None
@@ -263,25 +232,25 @@ class Engine:
         return value
 
     @property
-    def last_results(self):
+    def last_results(self) -> Optional[Dict[str, dict]]:
         """The dict returned by the last :meth:`test`."""
         return self._last_results
 
     # ------------------------------------------------------------------ precision / device helpers
-    def autocast(self):
+    def autocast(self) -> ContextManager:
         """Context for forward passes: ``torch.autocast`` with the engine's precision, or a no-op."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def to_device(self, imgs):
+    def to_device(self, imgs: torch.Tensor) -> torch.Tensor:
         """Move an input batch to the device (channels-last when asked)."""
         imgs = imgs.to(self.device, non_blocking=True)
         if self.channels_last and imgs.dim() == 4:
             imgs = imgs.contiguous(memory_format=torch.channels_last)
         return imgs
 
-    def forward_train_batch(self, data):
+    def forward_train_batch(self, data: Dict[str, Any]) -> Tuple[Any, torch.Tensor]:
         """Move a training batch to the device and run ``self.model`` under autocast: ``(outputs, pids)``."""
         imgs, pids = self.parse_data_for_train(data)
         imgs = self.to_device(imgs)
@@ -290,7 +259,7 @@ class Engine:
             outputs = self.model(imgs)
         return outputs, pids
 
-    def backward_and_step(self, loss, names=None):
+    def backward_and_step(self, loss: torch.Tensor, names: Names = None) -> None:
         """Zero the grads, backpropagate ``loss``, clip, and step the optimizers of ``names``.
 
         Handles the fp16 gradient scaler (gradients are unscaled before clipping). With ``grad_clip`` the
@@ -321,33 +290,31 @@ class Engine:
             self.last_grad_norm = math.sqrt(sum(n * n for n in norms))
 
     # ------------------------------------------------------------------ checkpoints
-    def save_model(self, epoch, rank1=None, save_dir='log', is_best=False, keep_last=None, metric=None):
-        """Save every registered model to ``<save_dir>/<name>/model.pth.tar-<epoch+1>``.
+    def _checkpointer(self, save_dir: str, keep_last: Optional[int]) -> Checkpointer:
+        dm = self.datamanager
+        size = (dm.height, dm.width) if hasattr(dm, 'height') and hasattr(dm, 'width') else None
+        description = {name: Checkpointer.describe(slot.model, input_size=size,
+                                                    norm_mean=getattr(dm, 'norm_mean', None),
+                                                    norm_std=getattr(dm, 'norm_std', None), config=self.config)
+                       for name, slot in self._slots().items()}
+        return Checkpointer(save_dir, keep_last=keep_last, description=description)
+
+    def _training_state(self, metric: Optional[float] = None) -> Dict[str, Any]:
+        return {'rank1': self.rank1 if metric is not None else None, 'metric_name': self.checkpoint_metric,
+                'metric': metric, 'best_metric': self.best_metric, 'best_epoch': self.best_epoch,
+                'mixed_precision': self.mixed_precision}
+
+    def save_model(self, epoch: int, rank1: Optional[float] = None, save_dir: str = 'log', is_best: bool = False,
+                   keep_last: Optional[int] = None, metric: Optional[float] = None) -> Dict[str, str]:
+        """Save every registered model to ``<save_dir>/<name>/model.pth.tar-<epoch+1>`` (Torchreid's call shape).
 
         ``epoch`` is 0-based (Torchreid's convention); the file carries the number of completed epochs.
         """
-        rng_state = get_rng_state()
-        paths = {}
-        for name in self.get_model_names():
-            optim, sched = self._optims[name], self._scheds[name]
-            state = {
-                'state_dict': self._models[name].state_dict(),
-                'epoch': epoch + 1,
-                'rank1': rank1,
-                'optimizer': optim.state_dict() if optim is not None else None,
-                'scheduler': sched.state_dict() if sched is not None else None,
-                'scaler': self.scaler.state_dict() if self.scaler is not None else None,
-                'rng_state': rng_state,
-                'metric_name': self.checkpoint_metric,
-                'metric': metric,
-                'best_metric': self.best_metric,
-                'best_epoch': self.best_epoch,
-                'mixed_precision': self.mixed_precision,
-            }
-            paths[name] = save_checkpoint(state, osp.join(save_dir, name), is_best=is_best, keep_last=keep_last)
-        return paths
+        state = dict(self._training_state(metric), rank1=rank1)
+        return self._checkpointer(save_dir, keep_last).save(self._slots(), epoch + 1, state, scaler=self.scaler,
+                                                             is_best=is_best)
 
-    def resume(self, fpath, restore_rng=True):
+    def resume(self, fpath: CheckpointPaths, restore_rng: bool = True) -> int:
         """Restore weights, optimizer, scheduler, scaler, RNG states and best metric from checkpoint(s).
 
         Args:
@@ -356,47 +323,33 @@ class Engine:
         Returns:
             int: the epoch to start from (epochs already completed).
         """
-        names = self.get_model_names()
-        if isinstance(fpath, dict):
-            paths = dict(fpath)
-            missing = [n for n in names if n not in paths]
-            if missing:
-                raise KeyError(f'resume: no checkpoint given for model(s) {missing}')
-        else:
-            if len(names) != 1:
-                raise ValueError(f'resume: {len(names)} models are registered ({names}); '
-                                 'pass a dict {name: checkpoint path}')
-            paths = {names[0]: fpath}
-        start_epochs = set()
-        for i, name in enumerate(names):
-            ckpt = load_checkpoint(paths[name])
-            start_epochs.add(restore_checkpoint_state(
-                ckpt, self._models[name], self._optims[name], self._scheds[name],
-                self.scaler if i == 0 else None, restore_rng=restore_rng and i == 0, fpath=paths[name]))
-            if i == 0:
-                if ckpt.get('metric_name') is not None:
-                    self.checkpoint_metric = ckpt['metric_name']
-                self.best_metric = ckpt.get('best_metric')
-                self.best_epoch = ckpt.get('best_epoch')
-        if len(start_epochs) != 1:
-            raise ValueError(f'resume: the checkpoints were saved at different epochs {sorted(start_epochs)}')
-        return start_epochs.pop()
+        start_epoch, state = Checkpointer.resume(fpath, self._slots(), scaler=self.scaler, restore_rng=restore_rng)
+        if state.get('metric_name') is not None:
+            self.checkpoint_metric = state['metric_name']
+        self.best_metric = state.get('best_metric')
+        self.best_epoch = state.get('best_epoch')
+        return start_epoch
 
     # ------------------------------------------------------------------ main loop
-    def run(self, save_dir='log', max_epoch=0, start_epoch=0, print_freq=10, fixbase_epoch=0, open_layers=None,
-            start_eval=0, eval_freq=-1, test_only=False, checkpoint_metric='mAP', save_freq=1, keep_last=None,
-            resume=None, **eval_options):
+    def run(self, save_dir: str = 'log', max_epoch: int = TrainOptions.max_epoch,
+            start_epoch: int = TrainOptions.start_epoch, print_freq: int = TrainOptions.print_freq,
+            fixbase_epoch: int = TrainOptions.fixbase_epoch,
+            open_layers: Optional[Sequence[str]] = TrainOptions.open_layers,
+            start_eval: int = TrainOptions.start_eval, eval_freq: int = TrainOptions.eval_freq,
+            test_only: bool = False, checkpoint_metric: str = TrainOptions.checkpoint_metric,
+            save_freq: Optional[int] = TrainOptions.save_freq, keep_last: Optional[int] = TrainOptions.keep_last,
+            resume: Optional[CheckpointPaths] = None, config: Optional[Mapping] = None,
+            **eval_options: Any) -> Optional[Dict[str, dict]]:
         """Train for ``max_epoch`` epochs and/or evaluate (Torchreid's keywords, plus ours).
 
-        ``**eval_options`` are the fields of :class:`EvalOptions` (Torchreid's ``dist_metric``,
-        ``normalize_feature``, ``visrank``, ``visrank_topk``, ``use_metric_cuhk03``, ``ranks``, ``rerank``,
-        ``export_ranking_results``; ours ``query_expansion``, ``inverted_softmax``, ``visrank_max_queries``,
-        ``rerank_k1`` / ``rerank_k2`` / ``rerank_lambda``, ``eval_metric``, ...); exports and pictures go to
-        ``save_dir``.
-        Also ours: ``checkpoint_metric`` (``'mAP'``, ``'rank1'`` or ``'mINP'`` of the first target with labels
-        decides ``model-best.pth.tar``), ``save_freq`` (checkpoint every N epochs and after the last),
-        ``keep_last`` (keep only the newest N epoch checkpoints), ``resume`` (checkpoint path, or dict
-        name -> path, to continue from; overrides ``start_epoch``).
+        The training keywords are the fields of :class:`TrainOptions` (retention: the newest ``keep_last``
+        epoch checkpoints and ``model-best.pth.tar``); ``**eval_options`` those of :class:`EvalOptions`
+        (Torchreid's ``dist_metric``, ``normalize_feature``, ``visrank``, ``visrank_topk``,
+        ``use_metric_cuhk03``, ``ranks``, ``rerank``, ``export_ranking_results``; ours ``rerank_k1`` /
+        ``rerank_k2`` / ``rerank_lambda``, ``query_expansion`` / ``qe_k`` / ``qe_alpha``, ``inverted_softmax``
+        / ``inverted_softmax_temperature``, ``visrank_max_queries``, ``eval_metric``, ...); exports and
+        pictures go to ``save_dir``. ``resume``: a checkpoint path (or ``{model name: path}``) to continue
+        from; it overrides ``start_epoch``. ``config``: the run's configuration, recorded in the checkpoints.
 
         Intermediate tests (``eval_freq``) neither export rankings nor draw pictures; the final test
         (after the last epoch, or ``test_only``) does what is asked.
@@ -404,16 +357,19 @@ class Engine:
         Returns:
             dict: the results of the last test (see :meth:`test`), or None when no test ran.
         """
+        check_keywords('Engine.run', eval_options, EvalOptions.accepted_keywords())
         options = EvalOptions(save_dir=save_dir, **eval_options)
+        train = TrainOptions(max_epoch=max_epoch, start_epoch=start_epoch, print_freq=print_freq,
+                             fixbase_epoch=fixbase_epoch, open_layers=open_layers, start_eval=start_eval,
+                             eval_freq=eval_freq, save_freq=save_freq, keep_last=keep_last,
+                             checkpoint_metric=checkpoint_metric)
         if options.visrank and not test_only:
             logger.info('visrank is applied at the final test only')
-        self.checkpoint_metric = _canonical_metric_name(checkpoint_metric)
-        if save_freq is not None and int(save_freq) < 1:
-            raise ValueError(f'save_freq must be a positive int or None (only the last epoch), got {save_freq!r}')
-        if max_epoch < 0 or start_epoch < 0:
-            raise ValueError(f'max_epoch and start_epoch must be >= 0, got {max_epoch}, {start_epoch}')
         if not self._models:
             raise RuntimeError('no model registered: call register_model() in the engine constructor')
+        if config is not None:
+            self.config = config
+        self.checkpoint_metric = train.checkpoint_metric
 
         handler = None
         if find_file_handler(save_dir=save_dir) is None:
@@ -426,18 +382,18 @@ class Engine:
             own_writer = True
         try:
             if resume:
-                requested = self.checkpoint_metric
-                start_epoch = self.resume(resume)
-                if self.checkpoint_metric != requested:
+                start = self.resume(resume)
+                if self.checkpoint_metric != train.checkpoint_metric:
                     logger.warning('The checkpoint tracked the best %s; this run tracks %s from scratch',
-                                   self.checkpoint_metric, requested)
-                    self.checkpoint_metric, self.best_metric, self.best_epoch = requested, None, None
+                                   self.checkpoint_metric, train.checkpoint_metric)
+                    self.checkpoint_metric, self.best_metric, self.best_epoch = train.checkpoint_metric, None, None
+                train = TrainOptions(**{**train.__dict__, 'start_epoch': start})
             if test_only:
                 results = self.test(options, final=True)
                 self._log_results_table(results)
                 return results
-            return self._train_loop(options, save_dir, max_epoch, start_epoch, print_freq, fixbase_epoch,
-                                    open_layers, start_eval, eval_freq, save_freq, keep_last)
+            self.checkpointer = self._checkpointer(save_dir, train.keep_last)
+            return self._train_loop(train, options)
         finally:
             if own_writer:
                 # One event file per run, in that run's save_dir.
@@ -445,46 +401,40 @@ class Engine:
                 self.writer = None
             remove_logging(handler)
 
-    def _train_loop(self, options, save_dir, max_epoch, start_epoch, print_freq, fixbase_epoch, open_layers,
-                    start_eval, eval_freq, save_freq, keep_last):
-        self.max_epoch = max_epoch
+    def _train_loop(self, train: TrainOptions, options: EvalOptions) -> Optional[Dict[str, dict]]:
+        self.max_epoch = train.max_epoch
         results = None
-        if start_epoch >= max_epoch:
-            if max_epoch > 0:
+        if train.start_epoch >= train.max_epoch:
+            if train.max_epoch > 0:
                 logger.info('Nothing to train (start_epoch %d >= max_epoch %d): final test only',
-                            start_epoch, max_epoch)
-                results = self._test_keep_rng(options, epoch=max_epoch, final=True)
+                            train.start_epoch, train.max_epoch)
+                results = self._test_keep_rng(options, epoch=train.max_epoch, final=True)
                 self._log_results_table(results)
             return results
 
         time_start = time.time()
-        logger.info('=> Start training (epochs %d..%d)', start_epoch + 1, max_epoch)
-        for self.epoch in range(start_epoch, max_epoch):
+        logger.info('=> Start training (epochs %d..%d)', train.start_epoch + 1, train.max_epoch)
+        for self.epoch in range(train.start_epoch, train.max_epoch):
             done = self.epoch + 1
-            self.train(print_freq=print_freq, fixbase_epoch=fixbase_epoch, open_layers=open_layers)
-            is_last = done == max_epoch
-            do_eval = is_last or (eval_freq is not None and eval_freq > 0 and done >= start_eval
-                                  and done % eval_freq == 0)
-            metric = None
-            is_best = False
-            if do_eval:
-                results = self._test_keep_rng(options, epoch=done, final=is_last)
+            self.train(print_freq=train.print_freq, fixbase_epoch=train.fixbase_epoch, open_layers=train.open_layers)
+            metric, is_best = None, False
+            if train.evaluates_after(done):
+                results = self._test_keep_rng(options, epoch=done, final=done == train.max_epoch)
                 metric = self._checkpoint_metric_value(results)
                 if metric is not None and (self.best_metric is None or metric > self.best_metric):
                     self.best_metric, self.best_epoch, is_best = metric, done, True
                     logger.info('New best %s: %.2f%% (epoch %d)', self.checkpoint_metric, 100 * metric, done)
-            if is_last or is_best or (save_freq is not None and done % int(save_freq) == 0):
+            if is_best or train.saves_after(done):
                 # The RNG states saved are those right after training (the test put them back), so a
                 # resumed run replays the same randomness.
-                self.save_model(self.epoch, rank1=self.rank1 if do_eval else None, save_dir=save_dir,
-                                is_best=is_best, keep_last=keep_last, metric=metric)
-        elapsed = datetime.timedelta(seconds=round(time.time() - time_start))
-        logger.info('Elapsed %s', elapsed)
+                self.checkpointer.save(self._slots(), done, self._training_state(metric), scaler=self.scaler,
+                                       is_best=is_best)
+        logger.info('Elapsed %s', datetime.timedelta(seconds=round(time.time() - time_start)))
         if results is not None:
             self._log_results_table(results)
         return results
 
-    def _test_keep_rng(self, options, epoch, final):
+    def _test_keep_rng(self, options: EvalOptions, epoch: int, final: bool) -> Dict[str, dict]:
         # Evaluation must not consume training randomness (DataLoader iterators draw a seed from torch's
         # generator): put the states back afterwards so eval_freq does not change the trained weights.
         state = get_rng_state()
@@ -493,8 +443,8 @@ class Engine:
         finally:
             set_rng_state(state)
 
-    def _checkpoint_metric_value(self, results):
-        for name, res in results.items():
+    def _checkpoint_metric_value(self, results: Dict[str, dict]) -> Optional[float]:
+        for res in results.values():
             if res.get(self.checkpoint_metric) is not None:
                 return float(res[self.checkpoint_metric])
         if not self._warned_no_metric:
@@ -502,7 +452,8 @@ class Engine:
             self._warned_no_metric = True
         return None
 
-    def train(self, print_freq=10, fixbase_epoch=0, open_layers=None):
+    def train(self, print_freq: int = TrainOptions.print_freq, fixbase_epoch: int = TrainOptions.fixbase_epoch,
+              open_layers: Optional[Sequence[str]] = TrainOptions.open_layers) -> Dict[str, float]:
         """One epoch over ``train_loader``; returns the epoch averages of ``forward_backward``'s outputs."""
         from tqdm.auto import tqdm
 
@@ -554,11 +505,12 @@ class Engine:
         self.update_lr()
         return averages
 
-    def forward_backward(self, data):
+    def forward_backward(self, data: Dict[str, Any]) -> Dict[str, float]:
         """One optimisation step on a batch; returns ``{name: float}`` (losses, accuracy...)."""
         raise NotImplementedError(f'{type(self).__name__} must implement forward_backward(data)')
 
-    def two_stepped_transfer_learning(self, epoch, fixbase_epoch, open_layers, model=None):
+    def two_stepped_transfer_learning(self, epoch: int, fixbase_epoch: int, open_layers: Optional[Sequence[str]],
+                                      model: Optional[nn.Module] = None) -> None:
         """For the first ``fixbase_epoch`` epochs train only ``open_layers``; then what was trainable before.
 
         Parameters the model keeps frozen itself (the BNNeck bias) or that the user froze stay frozen, in
@@ -581,26 +533,28 @@ class Engine:
             self._trainable_before_fixbase = None
 
     # ------------------------------------------------------------------ evaluation
-    def test(self, options=None, *, epoch=None, final=True, **overrides):
+    def test(self, options: Optional[EvalOptions] = None, *, epoch: Optional[int] = None, final: bool = True,
+             **overrides) -> Dict[str, dict]:
         """Evaluate every target; Torchreid's keywords (``dist_metric=...``) work as overrides.
 
         Args:
-            options (EvalOptions, optional): evaluation options; keyword overrides are applied on top.
-            epoch (int, optional): for TensorBoard (epochs completed).
-            final (bool): export rankings / draw pictures when asked (False for intermediate tests).
+            options: evaluation options; keyword overrides are applied on top.
+            epoch: for TensorBoard (epochs completed).
+            final: export rankings / draw pictures when asked (False for intermediate tests).
 
         Returns:
-            dict: ``{target: {'mAP', 'rank1', 'mINP', 'cmc', 'ranks', 'num_queries', 'num_valid_queries',
-            'eval_metric', 'hidden_labels', 'ranking_path'}}``; metrics are None for hidden labels.
-            Torchreid's single rank-1 is :attr:`rank1`.
+            dict: ``{target: {'mAP', 'rank1', 'mINP', 'cmc', 'ranks', 'num_queries', 'num_gallery',
+            'num_valid_queries', 'eval_metric', 'hidden_labels', 'ranking_path'}}``; the scores are None for
+            hidden labels. Torchreid's single rank-1 is :attr:`rank1`.
         """
         if options is None:
+            check_keywords('Engine.test', overrides, EvalOptions.accepted_keywords())
             options = EvalOptions(**overrides)
         elif not isinstance(options, EvalOptions):
             raise TypeError(f'test(): options must be an EvalOptions, got {type(options).__name__} '
                             '(pass Torchreid options as keywords, e.g. test(dist_metric="cosine"))')
         elif overrides:
-            options = dataclasses.replace(options, **overrides)
+            options = options.replace(**overrides)
         if self.test_loader is None or len(self.test_loader) == 0:
             raise RuntimeError('the datamanager has no test loaders (no targets)')
         self.set_model_mode('eval')
@@ -617,7 +571,7 @@ class Engine:
                         self.writer.add_scalar(f'Test/{name}/{key}', res[key], epoch)
         return results
 
-    def _target_names(self):
+    def _target_names(self) -> List[str]:
         targets = getattr(self.datamanager, 'targets', None)
         names = list(self.test_loader.keys())
         if targets:
@@ -625,25 +579,14 @@ class Engine:
             return ordered + [n for n in names if n not in ordered]
         return names
 
-    def _evaluate_target(self, name, query_loader, gallery_loader, opts, final):
-        from torchreid import metrics
-
-        qset = query_loader.dataset
-        gset = gallery_loader.dataset
-        eval_metric = getattr(qset, 'eval_metric', 'default') or 'default'
-        if opts.eval_metric is not None and opts.eval_metric != eval_metric:
-            logger.warning('%s: eval_metric=%r requested, the dataset declares %r; using %r',
-                           name, opts.eval_metric, eval_metric, opts.eval_metric)
-            eval_metric = opts.eval_metric
-        if eval_metric == 'default' and opts.use_metric_cuhk03:
-            eval_metric = 'cuhk03'
-        if eval_metric not in EVAL_METRICS:
-            raise ValueError(f'{name}: dataset declares eval_metric={eval_metric!r}; expected one of {EVAL_METRICS}')
+    def _evaluate_target(self, name: str, query_loader, gallery_loader, opts: EvalOptions, final: bool) -> dict:
+        qset, gset = query_loader.dataset, gallery_loader.dataset
+        eval_metric = metrics.resolve_eval_metric(getattr(qset, 'eval_metric', None), opts.eval_metric,
+                                                  opts.use_metric_cuhk03, target=name)
+        # Built before the features are extracted: an option the protocol refuses fails at once.
+        evaluator = metrics.build_evaluator(eval_metric, opts.ranking, max_rank=opts.max_rank,
+                                            use_cython=opts.use_cython)
         hidden = bool(getattr(qset, 'hidden_labels', False))
-        for option in ('query_expansion', 'inverted_softmax'):
-            if getattr(opts, option) and eval_metric != 'soccernetv3':
-                raise ValueError(f'{name}: {option} is implemented for soccernetv3 targets only '
-                                 f'(this target uses {eval_metric!r})')
 
         t0 = time.time()
         qf, q_pids, q_camids = self.extract_features(query_loader, desc=f'{name} query')
@@ -653,46 +596,15 @@ class Engine:
         self._check_aligned(name, 'query', qset, qf)
         self._check_aligned(name, 'gallery', gset, gf)
 
-        res = {'eval_metric': eval_metric, 'hidden_labels': hidden, 'num_queries': int(qf.size(0)),
-               'num_gallery': int(gf.size(0)), 'mAP': None, 'rank1': None, 'mINP': None, 'cmc': None,
-               'ranks': {}, 'num_valid_queries': None, 'ranking_path': None}
-        t0 = time.time()
-        distmat = None
-        if eval_metric == 'soccernetv3':
-            rank_kwargs = dict(metric=opts.dist_metric, normalize=opts.normalize_feature, rerank=opts.rerank,
-                               k1=opts.rerank_k1, k2=opts.rerank_k2, lambda_value=opts.rerank_lambda,
-                               query_expansion=opts.query_expansion, inverted_softmax=opts.inverted_softmax,
-                               inverted_softmax_temperature=opts.inverted_softmax_temperature)
-            if hidden:
-                rankings = metrics.rank_by_action(qf, gf, q_camids, g_camids, **rank_kwargs)
-                result = None
-            else:
-                result, rankings = metrics.evaluate_soccernetv3(
-                    qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank=opts.max_rank,
-                    use_cython=opts.use_cython, **rank_kwargs)
+        evaluation = evaluator.evaluate(metrics.FeatureSet(qf, q_pids, q_camids),
+                                        metrics.FeatureSet(gf, g_pids, g_camids), hidden_labels=hidden)
+        logger.info('Ranked %d queries with %s (%.2f s)', len(evaluation.rankings), opts.ranking.describe(),
+                    evaluation.seconds)
+        res = evaluation.summary(opts.ranks)
+        res.update(hidden_labels=hidden, num_gallery=int(gf.shape[0]), ranking_path=None)
+        if evaluation.result is None:
+            logger.info('%s: labels are hidden, so CMC / mAP are not computed', name)
         else:
-            if opts.normalize_feature:
-                qf, gf = F.normalize(qf, p=2, dim=1), F.normalize(gf, p=2, dim=1)
-            distmat = metrics.compute_distance_matrix(qf, gf, opts.dist_metric).cpu().numpy()
-            if opts.rerank:
-                logger.info('Applying re-ranking')
-                distmat_qq = metrics.compute_distance_matrix(qf, qf, opts.dist_metric).cpu().numpy()
-                distmat_gg = metrics.compute_distance_matrix(gf, gf, opts.dist_metric).cpu().numpy()
-                distmat = metrics.re_ranking(distmat, distmat_qq, distmat_gg, k1=opts.rerank_k1, k2=opts.rerank_k2,
-                                             lambda_value=opts.rerank_lambda)
-            rankings = np.argsort(distmat, axis=1, kind='stable')
-            result = None if hidden else metrics.evaluate_rank(
-                distmat, q_pids, g_pids, q_camids, g_camids, max_rank=opts.max_rank, eval_metric=eval_metric,
-                use_cython=opts.use_cython, return_result=True)
-        logger.info('Ranked %d queries (%.1f s)', len(rankings), time.time() - t0)
-
-        if result is None:
-            logger.info("%s: labels are hidden, so CMC / mAP are not computed", name)
-        else:
-            cmc = np.asarray(result.cmc, dtype=np.float64)
-            res.update(mAP=float(result.mAP), mINP=float(result.mINP), cmc=cmc, rank1=float(cmc[0]),
-                       num_valid_queries=int(result.num_valid_queries))
-            res['ranks'] = {r: float(cmc[r - 1]) for r in opts.ranks if r <= len(cmc)}
             logger.info('** Results (%s) **', name)
             logger.info('mAP: %.1f%%  mINP: %.1f%%  (valid queries: %d/%d)', 100 * res['mAP'], 100 * res['mINP'],
                         res['num_valid_queries'], res['num_queries'])
@@ -701,16 +613,15 @@ class Engine:
                 logger.info('Rank-%-3d: %.1f%%', r, 100 * v)
 
         if final and opts.export_ranking_results:
-            res['ranking_path'] = self._export(name, qset, gset, rankings, q_camids, g_camids, eval_metric,
-                                               opts.save_dir)
+            res['ranking_path'] = evaluator.export(evaluation, getattr(qset, 'data_info', None),
+                                                   getattr(gset, 'data_info', None), opts.save_dir, name)
+            if res['ranking_path']:
+                logger.info('Ranking results of %s exported to "%s"', name, res['ranking_path'])
         if final and opts.visrank:
             from torchreid.utils.reidtools import visualize_ranked_results
 
             out_dir = osp.join(opts.save_dir, 'visrank_' + name)
-            # SoccerNet: the per-action rankings; others: the distance matrix, so the drawing drops
-            # Torchreid's junk (same identity, same camera) as the metric does.
-            to_draw = list(rankings) if eval_metric == 'soccernetv3' else distmat
-            visualize_ranked_results(to_draw, qset.data, gset.data, out_dir, topk=opts.visrank_topk,
+            visualize_ranked_results(evaluation.rankings, qset.data, gset.data, out_dir, topk=opts.visrank_topk,
                                      width=getattr(self.datamanager, 'width', 128),
                                      height=getattr(self.datamanager, 'height', 256),
                                      hidden_labels=hidden, max_queries=opts.visrank_max_queries)
@@ -718,29 +629,13 @@ class Engine:
         return res
 
     @staticmethod
-    def _check_aligned(name, which, dataset, feats):
+    def _check_aligned(name: str, which: str, dataset, feats) -> None:
         data = getattr(dataset, 'data', None)
         if data is not None and len(data) != feats.size(0):
             raise RuntimeError(f'{name} {which}: {feats.size(0)} features extracted for {len(data)} records; '
                                'the test loader must visit every record once, in order (no sampler, no drop_last)')
 
-    @staticmethod
-    def _export(name, qset, gset, rankings, q_camids, g_camids, eval_metric, save_dir):
-        from torchreid import metrics
-
-        q_info = getattr(qset, 'data_info', None)
-        g_info = getattr(gset, 'data_info', None)
-        if eval_metric != 'soccernetv3' or q_info is None or g_info is None:
-            logger.warning('%s: ranking export needs a SoccerNet-format target (per-sample bbox_idx and '
-                           'action); not exported', name)
-            return None
-        q_bbox = np.asarray([s.bbox_idx for s in q_info], dtype=np.int64)
-        g_bbox = np.asarray([s.bbox_idx for s in g_info], dtype=np.int64)
-        path = metrics.export_ranking_results(rankings, q_bbox, g_bbox, q_camids, g_camids, save_dir, name)
-        logger.info('Ranking results of %s exported to "%s"', name, path)
-        return path
-
-    def _log_results_table(self, results):
+    def _log_results_table(self, results: Dict[str, dict]) -> None:
         lines = ['| target | metric | mAP | rank-1 | mINP |', '|---|---|---|---|---|']
         for name, res in results.items():
             def pct(v):
@@ -750,7 +645,7 @@ class Engine:
         logger.info('Results\n%s', '\n'.join(lines))
 
     # ------------------------------------------------------------------ features
-    def extract_features(self, loader, desc='features'):
+    def extract_features(self, loader: Any, desc: str = 'features') -> Any:
         """Features of every image a test loader yields, in order.
 
         Args:
@@ -788,13 +683,14 @@ class Engine:
         return torch.cat(feats, 0), np.concatenate(pids), np.concatenate(camids)
 
     # ------------------------------------------------------------------ Torchreid helpers
-    def compute_loss(self, criterion, outputs, targets, *args, **kwargs):
+    def compute_loss(self, criterion: Any, outputs: Any, targets: torch.Tensor, *args: Any,
+                     **kwargs: Any) -> torch.Tensor:
         if isinstance(outputs, (tuple, list)):
             return DeepSupervision(criterion, outputs, targets, *args, **kwargs)
         return criterion(outputs, targets, *args, **kwargs)
 
-    def parse_data_for_train(self, data):
+    def parse_data_for_train(self, data: Dict[str, Any]) -> Tuple[torch.Tensor, torch.Tensor]:
         return data['img'], data['pid']
 
-    def parse_data_for_eval(self, data):
+    def parse_data_for_eval(self, data: Dict[str, Any]) -> Tuple[torch.Tensor, Any, Any]:
         return data['img'], data['pid'], data['camid']

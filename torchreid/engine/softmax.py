@@ -1,4 +1,9 @@
 """Engine for classification training with (label-smoothed) cross entropy."""
+from typing import Any, Dict, Union
+
+import torch
+import torch.nn as nn
+
 from torchreid.losses import CrossEntropyLoss
 
 from .engine import Engine
@@ -35,15 +40,13 @@ class ImageSoftmaxEngine(Engine):
         engine.run(save_dir='log/resnet50', max_epoch=60, export_ranking_results=True)
     """
 
-    def __init__(self, datamanager, model, optimizer, scheduler=None, device=None, label_smooth=True, **kwargs):
+    def __init__(self, datamanager: Any, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None,
+                 device: Union[None, str, torch.device] = None, label_smooth: bool = True, **kwargs: Any):
         super().__init__(datamanager, device=device, **kwargs)
-        self.model = model
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.register_model('model', model, optimizer, scheduler)
+        self.register_model('model', model, optimizer, scheduler)  # also self.model / optimizer / scheduler
         self.criterion = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
 
-    def forward_backward(self, data):
+    def forward_backward(self, data: Dict[str, Any]) -> Dict[str, float]:
         outputs, pids = self.forward_train_batch(data)
         # The loss is computed outside autocast, in float32 (the criterion casts the logits).
         loss = self.compute_loss(self.criterion, outputs, pids)

@@ -1,4 +1,9 @@
 """Engine for metric learning: batch-hard triplet loss plus (optionally) cross entropy."""
+from typing import Any, Dict, Union
+
+import torch
+import torch.nn as nn
+
 from torchreid.losses import CrossEntropyLoss, TripletLoss
 
 from .engine import Engine
@@ -26,24 +31,23 @@ class ImageTripletEngine(Engine):
             ``progress``, ``tensorboard`` (see :class:`Engine`).
     """
 
-    def __init__(self, datamanager, model, optimizer, margin=0.3, weight_t=1, weight_x=1, scheduler=None,
-                 device=None, label_smooth=True, action_aware=False, **kwargs):
+    def __init__(self, datamanager: Any, model: nn.Module, optimizer: torch.optim.Optimizer, margin: float = 0.3,
+                 weight_t: float = 1, weight_x: float = 1, scheduler: Any = None,
+                 device: Union[None, str, torch.device] = None, label_smooth: bool = True, action_aware: bool = False,
+                 **kwargs: Any):
         super().__init__(datamanager, device=device, **kwargs)
         if weight_t < 0 or weight_x < 0:
             raise ValueError(f'weight_t and weight_x must be >= 0, got {weight_t}, {weight_x}')
         if weight_t + weight_x <= 0:
             raise ValueError('weight_t + weight_x must be > 0 (nothing to train otherwise)')
-        self.model = model
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.register_model('model', model, optimizer, scheduler)
+        self.register_model('model', model, optimizer, scheduler)  # also self.model / optimizer / scheduler
         self.weight_t = weight_t
         self.weight_x = weight_x
         self.action_aware = bool(action_aware)
         self.criterion_t = TripletLoss(margin=margin, action_aware=action_aware)
         self.criterion_x = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
 
-    def forward_backward(self, data):
+    def forward_backward(self, data: Dict[str, Any]) -> Dict[str, float]:
         outputs, pids = self.forward_train_batch(data)
         if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
             raise TypeError('ImageTripletEngine: the model must return (logits, features) in train mode; '

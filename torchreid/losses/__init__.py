@@ -1,11 +1,16 @@
 """Losses: cross entropy with label smoothing, batch-hard triplet (optionally action-aware)."""
+from typing import Any, Callable, Sequence, Union
+
+import torch
+
 from .cross_entropy import CrossEntropyLoss
 from .triplet import TripletLoss
 
 __all__ = ['CrossEntropyLoss', 'TripletLoss', 'DeepSupervision']
 
 
-def DeepSupervision(criterion, xs, y, *args, **kwargs):
+def DeepSupervision(criterion: Callable[..., torch.Tensor], xs: Union[torch.Tensor, Sequence[torch.Tensor]],
+                    y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """Average ``criterion(x, y, *args, **kwargs)`` over the outputs ``xs`` (a tuple or list).
 
     Used when a model returns several heads (Torchreid's helper). A single tensor is treated as a

@@ -1,5 +1,6 @@
 """Cross entropy with label smoothing (Szegedy et al., "Rethinking the Inception Architecture", 2016)."""
 import logging
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -24,7 +25,8 @@ class CrossEntropyLoss(nn.Module):
     ``[B]``. Returns the batch mean of the per-sample loss.
     """
 
-    def __init__(self, num_classes, eps=0.1, label_smooth=True, use_gpu=None):
+    def __init__(self, num_classes: int, eps: float = 0.1, label_smooth: bool = True,
+                 use_gpu: Optional[bool] = None):
         super().__init__()
         if int(num_classes) != num_classes or num_classes < 1:
             raise ValueError(f'CrossEntropyLoss: num_classes must be a positive int, got {num_classes!r}')
@@ -36,7 +38,7 @@ class CrossEntropyLoss(nn.Module):
         self.eps = float(eps) if label_smooth else 0.0
         self.label_smooth = bool(label_smooth)
 
-    def forward(self, inputs, targets):
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if inputs.dim() != 2 or inputs.size(1) != self.num_classes:
             raise ValueError(
                 f'CrossEntropyLoss: inputs must be logits of shape [B, {self.num_classes}], '
@@ -58,5 +60,5 @@ class CrossEntropyLoss(nn.Module):
         smoothed = (1.0 - self.eps) * onehot + self.eps / self.num_classes
         return (-smoothed * log_probs).sum(dim=1).mean()
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'num_classes={self.num_classes}, eps={self.eps}, label_smooth={self.label_smooth}'

@@ -4,6 +4,8 @@ SoccerNet-v3 identity labels (``person_uid``) are only meaningful inside one act
 gets a different uid in every action. In action-aware mode a pair of samples from two different actions
 is therefore neither a positive nor a negative; it is ignored.
 """
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ import torch.nn.functional as F
 __all__ = ['TripletLoss', 'pairwise_euclidean']
 
 
-def pairwise_euclidean(x):
+def pairwise_euclidean(x: torch.Tensor) -> torch.Tensor:
     """Euclidean distances ``[N, N]`` between the rows of ``x``; ``sqrt`` of the squared distance clamped
     at 1e-12 so the gradient stays finite for identical rows."""
     sq = x.pow(2).sum(dim=1, keepdim=True)
@@ -37,14 +39,15 @@ class TripletLoss(nn.Module):
     ``[N]``, ``actions`` action indices ``[N]`` (SoccerNet ``camid``).
     """
 
-    def __init__(self, margin=0.3, action_aware=False):
+    def __init__(self, margin: float = 0.3, action_aware: bool = False):
         super().__init__()
         if margin < 0:
             raise ValueError(f'TripletLoss: margin must be >= 0, got {margin!r}')
         self.margin = float(margin)
         self.action_aware = bool(action_aware)
 
-    def forward(self, inputs, targets, actions=None):
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor,
+                actions: Optional[torch.Tensor] = None) -> torch.Tensor:
         if inputs.dim() != 2:
             raise ValueError(f'TripletLoss: inputs must be features [N, D], got shape {tuple(inputs.shape)}')
         n = inputs.size(0)
@@ -80,5 +83,5 @@ class TripletLoss(nn.Module):
         per_anchor = F.relu(dist_ap - dist_an + self.margin) * valid
         return per_anchor.sum() / valid.sum().clamp(min=1)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'margin={self.margin}, action_aware={self.action_aware}'

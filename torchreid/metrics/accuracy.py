@@ -1,10 +1,13 @@
 """Top-k classification accuracy (Torchreid's ``metrics.accuracy``), used by the engines for training logs."""
+from typing import List, Sequence, Tuple, Union
+
 import torch
 
 __all__ = ['accuracy']
 
 
-def accuracy(output, target, topk=(1,)):
+def accuracy(output: Union[torch.Tensor, Tuple[torch.Tensor, ...], List[torch.Tensor]], target: torch.Tensor,
+             topk: Sequence[int] = (1,)) -> List[torch.Tensor]:
     """Top-k accuracy in percent for each k in ``topk``.
 
     Args:

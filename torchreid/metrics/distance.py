@@ -4,13 +4,18 @@
 ``1 - cos(a, b)``. The result is computed block by block over the rows of ``input1`` so the temporaries stay
 bounded by ``block_rows x len(input2)`` whatever the number of queries.
 """
+from typing import Union
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ['compute_distance_matrix', 'euclidean_squared_distance', 'cosine_distance', 'METRICS']
+from .ranking import DIST_METRICS
 
-METRICS = ('euclidean', 'cosine')
+__all__ = ['compute_distance_matrix', 'euclidean_squared_distance', 'cosine_distance', 'DIST_METRICS']
+
+#: Features as the distance functions take them.
+ArrayLike = Union[torch.Tensor, np.ndarray]
 
 # Rows of input1 per block: bounds the temporaries to ~16M elements whatever the gallery size.
 _BLOCK_ELEMENTS = 1 << 24
@@ -45,7 +50,7 @@ def _block_rows(n_cols):
     return max(1, _BLOCK_ELEMENTS // max(1, n_cols))
 
 
-def euclidean_squared_distance(input1, input2):
+def euclidean_squared_distance(input1: ArrayLike, input2: ArrayLike) -> torch.Tensor:
     """Squared Euclidean distance matrix ``[m, n]`` between the rows of ``input1`` and ``input2``."""
     a, b = _check_pair(input1, input2)
     m, n = a.size(0), b.size(0)
@@ -62,7 +67,7 @@ def euclidean_squared_distance(input1, input2):
     return out
 
 
-def cosine_distance(input1, input2):
+def cosine_distance(input1: ArrayLike, input2: ArrayLike) -> torch.Tensor:
     """``1 - cosine similarity`` matrix ``[m, n]`` (inputs are L2-normalised first, as in Torchreid)."""
     a, b = _check_pair(input1, input2)
     a = F.normalize(a, p=2, dim=1)
@@ -75,7 +80,8 @@ def cosine_distance(input1, input2):
     return out.neg_().add_(1)
 
 
-def compute_distance_matrix(input1, input2, metric='euclidean', normalize=False):
+def compute_distance_matrix(input1: ArrayLike, input2: ArrayLike, metric: str = 'euclidean',
+                            normalize: bool = False) -> torch.Tensor:
     """Distance matrix between two sets of features.
 
     Args:
@@ -87,8 +93,8 @@ def compute_distance_matrix(input1, input2, metric='euclidean', normalize=False)
     Returns:
         torch.Tensor: ``[m, n]`` distances (on the inputs' device).
     """
-    if metric not in METRICS:
-        raise ValueError(f'Unknown distance metric {metric!r}; expected one of {METRICS}')
+    if metric not in DIST_METRICS:
+        raise ValueError(f'Unknown distance metric {metric!r}; expected one of {DIST_METRICS}')
     a, b = _check_pair(input1, input2)
     if normalize:
         a = F.normalize(a, p=2, dim=1)

@@ -22,6 +22,7 @@ whose list is shorter than ``k`` keeps its hit at rank ``k``. AP = mean of preci
 """
 import logging
 import warnings
+from typing import Any, Optional, Sequence, Tuple, Union
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,6 @@ CUHK03_REPEATS = 10
 
 # Rows of the distance matrix argsorted at once: bounds the int64 order matrix to ~64 MiB.
 _SORT_BLOCK_ELEMENTS = 1 << 23
-
-_warned_no_cython = False
 
 
 @dataclass(frozen=True)
@@ -70,22 +69,20 @@ class RankResult:
     num_valid_queries: int
 
     @property
-    def num_queries(self):
+    def num_queries(self) -> int:
         return int(self.valid_query_mask.shape[0])
 
 
 def _use_cython(use_cython):
-    """True when the compiled loops should run; warns once per process when they were asked for but missing."""
-    global _warned_no_cython
+    """True when the compiled loops should run; warns when they were asked for but are not built."""
     if not use_cython:
         return False
     if IS_CYTHON_AVAI:
         return True
-    if not _warned_no_cython:
-        _warned_no_cython = True
-        warnings.warn('The Cython rank extension torchreid.metrics.rank_cylib.rank_cy is not built; using the '
-                      'NumPy implementation (same results, slower). Build it with '
-                      '`pip install -e . --no-deps --no-build-isolation`.', RuntimeWarning, stacklevel=3)
+    # Python's warning filters show it once per calling line, not at every evaluation.
+    warnings.warn('The compiled rank extension torchreid.metrics.rank_cylib.rank_cy is not built; using the '
+                  'NumPy implementation (same results, slower). It needs a C compiler at install time: '
+                  '`pip install -e . --no-deps` builds it.', RuntimeWarning, stacklevel=3)
     return False
 
 
@@ -232,9 +229,10 @@ def _aggregate(ap_sum, first, last, num_rel, max_rank, sampled_ranks=None, what=
 # ----------------------------------------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------------------------------------
-def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, eval_metric='default',
-                  use_cython=True, return_result=False, use_metric_cuhk03=None, cuhk03_repeats=CUHK03_REPEATS,
-                  seed=0):
+def evaluate_rank(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, max_rank: int = 50,
+                  eval_metric: Union[str, bool] = 'default', use_cython: bool = True, return_result: bool = False,
+                  use_metric_cuhk03: Optional[bool] = None, cuhk03_repeats: int = CUHK03_REPEATS,
+                  seed: int = 0) -> Union[Tuple[np.ndarray, float], RankResult]:
     """Evaluate a query x gallery distance matrix (Torchreid's call shape).
 
     Args:
@@ -292,7 +290,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, eval
     return result if return_result else (result.cmc, result.mAP)
 
 
-def _rankings_to_csr(rankings, num_queries, num_gallery):
+def _rankings_to_csr(rankings, num_queries, num_gallery, check_range=True):
     if len(rankings) != num_queries:
         raise ValueError(f'rankings has {len(rankings)} entries but there are {num_queries} queries')
     lengths = np.fromiter((len(r) for r in rankings), dtype=np.int64, count=num_queries)
@@ -300,7 +298,7 @@ def _rankings_to_csr(rankings, num_queries, num_gallery):
     np.cumsum(lengths, out=offsets[1:])
     flat = np.concatenate([np.asarray(r, dtype=np.int64).reshape(-1) for r in rankings]) if num_queries \
         else np.zeros(0, dtype=np.int64)
-    if flat.size and (flat.min() < 0 or flat.max() >= num_gallery):
+    if check_range and flat.size and (flat.min() < 0 or flat.max() >= num_gallery):
         raise ValueError(f'rankings hold gallery positions outside [0, {num_gallery})')
     return flat, offsets
 
@@ -315,7 +313,8 @@ def _metrics_from_csr(flat, offsets, q_codes, g_codes, max_rank, use_cython):
     return _aggregate(ap_sum, first, last, num_rel, int(max_rank))
 
 
-def evaluate_rankings(rankings, q_pids, g_pids, max_rank=50, use_cython=True):
+def evaluate_rankings(rankings: Sequence[Any], q_pids: Any, g_pids: Any, max_rank: int = 50,
+                      use_cython: bool = True) -> RankResult:
     """Metrics of ready rankings (e.g. from :func:`rank_by_action`).
 
     Args:

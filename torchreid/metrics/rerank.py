@@ -18,6 +18,8 @@ Everything is vectorised: small sets (one SoccerNet action) use n x n dense mask
 Market-1501 gallery) sparse (row, column) pair lists costing O(n * k1^2) beyond the distances. Both give the
 same result (tested against each other).
 """
+from typing import Any
+
 import numpy as np
 from scipy import sparse
 
@@ -67,7 +69,8 @@ def _reciprocal(nn):
     return _member(forward, nn * n + rows)
 
 
-def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
+def re_ranking(q_g_dist: Any, q_q_dist: Any, g_g_dist: Any, k1: int = 20, k2: int = 6,
+               lambda_value: float = 0.3) -> np.ndarray:
     """k-reciprocal re-ranking of a query x gallery distance matrix (Torchreid's signature).
 
     Args:

@@ -11,6 +11,9 @@ features ``[B, model.feature_dim]``. See :mod:`torchreid.models.head` for the he
 """
 from .registry import (SUPPORTED_LOSSES, UnknownModelError, build_model, list_models, register_model,
                        show_avai_models)
+from .registry import ModelSpec, describe_model
+from .from_checkpoint import (CheckpointError, build_model_from_checkpoint, checkpoint_input_size,
+                              checkpoint_normalization)
 from .weights import (LoadReport, PretrainedWeightsError, PretrainedWeightsWarning, init_params,
                       load_pretrained_weights)
 from .head import NEW_LAYER_NAMES, GeneralizedMeanPooling, HeadOptions, ReIDModel
@@ -32,4 +35,6 @@ __all__ = [
     'resnet50_ibn_a', 'mobilenetv2_x1_0', 'mobilenetv2_x1_4', 'shufflenet_v2_x0_5', 'shufflenet_v2_x1_0',
     'shufflenet_v2_x1_5', 'shufflenet_v2_x2_0', 'densenet121', 'osnet_x1_0', 'osnet_x0_75', 'osnet_x0_5',
     'osnet_x0_25', 'osnet_ibn_x1_0', 'osnet_ain_x1_0',
+    'ModelSpec', 'describe_model', 'build_model_from_checkpoint', 'checkpoint_input_size',
+    'checkpoint_normalization', 'CheckpointError',
 ]

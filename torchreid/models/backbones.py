@@ -3,16 +3,21 @@
 torchvision's own implementation and ImageNet weights are used as they are; only the layers before its
 pooling/classifier are kept, under torchvision's names (so a torchvision state dict matches ours key for key).
 """
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type
+
 import torch.nn as nn
 
 from .head import ReIDModel, parse_model_kwargs
 from .weights import (find_local_imagenet_file, load_local_imagenet_weights, local_imagenet_candidates,
                       report_unavailable, torchvision_weights_or_warn)
 
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
+
 __all__ = ['build_torchvision_model', 'set_last_stride']
 
 
-def set_last_stride(resnet, last_stride):
+def set_last_stride(resnet: nn.Module, last_stride: int) -> None:
     """Set the stride of layer4's first block (its strided conv and its downsample conv) to ``last_stride``.
 
     ``last_stride=1`` keeps layer4 at the resolution of layer3, doubling the final map's height and width.
@@ -34,9 +39,15 @@ def set_last_stride(resnet, last_stride):
         block.stride = last_stride  # torchvision's blocks keep it as an informational attribute
 
 
-def build_torchvision_model(name, num_classes, loss, pretrained, kwargs, *, constructor, weights_enum, stages,
-                            feature_channels, ctor_kwargs=None, head_defaults=None, extra=None, modify=None,
-                            imagenet_head_prefixes=('fc.', 'classifier.')):
+def build_torchvision_model(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any], *,
+                            constructor: Callable[..., nn.Module], weights_enum: Optional[Type['WeightsEnum']],
+                            stages: Callable[[nn.Module], Sequence[Tuple[str, nn.Module]]],
+                            feature_channels: Callable[[nn.Module], int],
+                            ctor_kwargs: Optional[Mapping[str, Any]] = None,
+                            head_defaults: Optional[Mapping[str, Any]] = None,
+                            extra: Optional[Mapping[str, Any]] = None,
+                            modify: Optional[Callable[[nn.Module, Dict[str, Any]], Any]] = None,
+                            imagenet_head_prefixes: Sequence[str] = ('fc.', 'classifier.')) -> ReIDModel:
     """Build a ReID model around ``constructor`` (a torchvision model function).
 
     Args:

@@ -14,6 +14,7 @@ Forward:
       the metric loss sees the un-normalised feature, the classifier the normalised one).
 """
 import dataclasses
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -40,7 +41,7 @@ class GeneralizedMeanPooling(nn.Module):
     ``learnable=True`` makes ``p`` a trained parameter.
     """
 
-    def __init__(self, p=3.0, eps=1e-6, learnable=False):
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learnable: bool = False):
         super().__init__()
         if p <= 0:
             raise ValueError(f'GeneralizedMeanPooling: p must be > 0, got {p}')
@@ -51,10 +52,10 @@ class GeneralizedMeanPooling(nn.Module):
             self.register_buffer('p', p)
         self.eps = eps
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(x.clamp(min=self.eps).pow(self.p), 1).pow(1.0 / self.p)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'p={float(self.p):.2f}, eps={self.eps}, learnable={isinstance(self.p, nn.Parameter)}'
 
 
@@ -67,13 +68,13 @@ class HeadOptions:
     gem_p: float = 3.0
     gem_learnable: bool = False
     #: sizes of the fc layers (Linear + BN1d + ReLU each) after pooling; None/[] for none
-    fc_dims: tuple = None
+    fc_dims: Optional[Sequence[int]] = None
     #: dropout probability before the classifier (train only); None/0 for none
-    dropout: float = None
+    dropout: Optional[float] = None
     #: BatchNorm1d before the classifier; its output is the eval feature and the classifier has no bias
     bnneck: bool = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f'pooling must be one of {POOLINGS}, got {self.pooling!r}')
         if self.fc_dims is not None:
@@ -85,7 +86,9 @@ class HeadOptions:
             raise ValueError(f'dropout must be in [0, 1), got {self.dropout!r}')
 
 
-def parse_model_kwargs(name, kwargs, head_defaults=None, extra=None):
+def parse_model_kwargs(name: str, kwargs: Mapping[str, Any], head_defaults: Optional[Mapping[str, Any]] = None,
+                       extra: Optional[Mapping[str, Any]] = None
+                       ) -> Tuple[HeadOptions, PretrainOptions, Dict[str, Any]]:
     """Split a factory's ``**kwargs`` into ``(HeadOptions, PretrainOptions, extras)``.
 
     ``head_defaults``: the model's own defaults (e.g. ``fc_dims=[512]`` for OSNet).
@@ -135,7 +138,8 @@ class ReIDModel(nn.Module):
         head: :class:`HeadOptions`.
     """
 
-    def __init__(self, num_classes, loss, stages, feature_channels, head=None):
+    def __init__(self, num_classes: int, loss: str, stages: Sequence[Tuple[str, nn.Module]],
+                 feature_channels: int, head: Optional[HeadOptions] = None):
         super().__init__()
         if loss not in SUPPORTED_LOSSES:
             raise ValueError(f'{type(self).__name__}: unsupported loss {loss!r}; expected one of {SUPPORTED_LOSSES}')
@@ -184,13 +188,14 @@ class ReIDModel(nn.Module):
         init_classifier(self.classifier)
         self.head_options = head
 
-    def featuremaps(self, x):
+    def featuremaps(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's last feature map ``[B, C, h, w]``."""
         for stage_name in self._stage_names:
             x = getattr(self, stage_name)(x)
         return x
 
-    def forward(self, x, return_featuremaps=False):
+    def forward(self, x: torch.Tensor, return_featuremaps: bool = False
+                ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         f = self.featuremaps(x)
         if return_featuremaps:
             return f

@@ -26,6 +26,9 @@ load only in part (the skipped keys are reported).
 No torchvision weights exist: ``pretrained=True`` looks for ``<name>_imagenet.pth`` locally (see
 :mod:`torchreid.models.weights`), otherwise warns and keeps the random initialisation.
 """
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+import torch
 import torch.nn as nn
 
 from .head import ReIDModel, parse_model_kwargs
@@ -42,7 +45,7 @@ OSNET_CHANNELS = (64, 256, 384, 512)
 OSNET_BLOCKS = (2, 2, 2)
 
 
-def _norm(kind, channels):
+def _norm(kind: str, channels: int) -> nn.Module:
     if kind == 'bn':
         return nn.BatchNorm2d(channels)
     if kind == 'in':
@@ -57,15 +60,15 @@ class ConvLayer(nn.Module):
     OSNet, so its state dicts load by name.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1, norm='bn',
-                 relu=True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 groups: int = 1, norm: str = 'bn', relu: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                               groups=groups, bias=False)
         self.bn = _norm(norm, out_channels)
         self.relu = nn.ReLU(inplace=True) if relu else None
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))
         return self.relu(x) if self.relu is not None else x
 
@@ -73,14 +76,14 @@ class ConvLayer(nn.Module):
 class LiteConv3x3(nn.Module):
     """Lite 3x3: pointwise 1x1 conv (``conv1``), then depthwise 3x3 conv (``conv2``), then BN + ReLU."""
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv2(self.conv1(x))))
 
 
@@ -91,7 +94,7 @@ class AggregationGate(nn.Module):
     weighting of scales is learned jointly and depends on the input (dynamic scale fusion).
     """
 
-    def __init__(self, channels, reduction=16):
+    def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.global_avgpool = nn.AdaptiveAvgPool2d(1)
@@ -100,7 +103,7 @@ class AggregationGate(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1, bias=True)
         self.gate_activation = nn.Sigmoid()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.gate_activation(self.fc2(self.relu(self.fc1(self.global_avgpool(x)))))
         return x * gate
 
@@ -124,8 +127,8 @@ class OSBlock(nn.Module):
             residual branch (OSNet-AIN).
     """
 
-    def __init__(self, in_channels, out_channels, num_streams=4, bottleneck_reduction=4, instance_norm_out=False,
-                 instance_norm_branch=False):
+    def __init__(self, in_channels: int, out_channels: int, num_streams: int = 4, bottleneck_reduction: int = 4,
+                 instance_norm_out: bool = False, instance_norm_branch: bool = False):
         super().__init__()
         if not 1 <= num_streams <= MAX_STREAMS:
             raise ValueError(f'OSBlock: num_streams must be in [1, {MAX_STREAMS}], got {num_streams}')
@@ -144,11 +147,11 @@ class OSBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     @property
-    def streams(self):
+    def streams(self) -> List[nn.Module]:
         """The streams in order (stream t stacks t Lite 3x3 layers)."""
         return [getattr(self, name) for name in self.stream_names]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         reduced = self.conv1(x)
         aggregated = None
         for stream in self.streams:
@@ -161,12 +164,14 @@ class OSBlock(nn.Module):
         return self.relu(out)
 
 
-def _transition(channels):
+def _transition(channels: int) -> nn.Sequential:
     """Between stages: 1x1 conv + 2x2 average pooling (halves the resolution)."""
     return nn.Sequential(ConvLayer(channels, channels, 1), nn.AvgPool2d(2, stride=2))
 
 
-def osnet_stages(width=1.0, stem_norm='bn', block_options=None, num_blocks=OSNET_BLOCKS):
+def osnet_stages(width: float = 1.0, stem_norm: str = 'bn',
+                 block_options: Optional[Sequence[Sequence[Mapping[str, Any]]]] = None,
+                 num_blocks: Sequence[int] = OSNET_BLOCKS) -> Tuple[List[Tuple[str, nn.Module]], int]:
     """OSNet's feature layers as ``[(name, module), ...]``: conv1, maxpool, conv2, conv3, conv4, conv5.
 
     ``block_options[s][b]`` (optional) are the kwargs of block ``b`` of stage ``s`` (0: conv2 ... 2: conv4).
@@ -194,7 +199,9 @@ def osnet_stages(width=1.0, stem_norm='bn', block_options=None, num_blocks=OSNET
     return stages, in_ch
 
 
-def build_osnet(name, num_classes, loss, pretrained, kwargs, width=1.0, stem_norm='bn', block_options=None):
+def build_osnet(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any],
+                width: float = 1.0, stem_norm: str = 'bn',
+                block_options: Optional[Sequence[Sequence[Mapping[str, Any]]]] = None) -> ReIDModel:
     """An OSNet-family :class:`ReIDModel` (head default: fc 512), with local ImageNet weights if found."""
     head, opts, _ = parse_model_kwargs(name, dict(kwargs, pretrained=pretrained), {'fc_dims': [512]})
     local = find_local_imagenet_file(name, opts) if opts.pretrained else None
@@ -209,27 +216,27 @@ def build_osnet(name, num_classes, loss, pretrained, kwargs, width=1.0, stem_nor
 
 
 @register_model('osnet_x1_0')
-def osnet_x1_0(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def osnet_x1_0(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
     return build_osnet('osnet_x1_0', num_classes, loss, pretrained, kwargs, width=1.0)
 
 
 @register_model('osnet_x0_75')
-def osnet_x0_75(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def osnet_x0_75(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
     return build_osnet('osnet_x0_75', num_classes, loss, pretrained, kwargs, width=0.75)
 
 
 @register_model('osnet_x0_5')
-def osnet_x0_5(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def osnet_x0_5(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
     return build_osnet('osnet_x0_5', num_classes, loss, pretrained, kwargs, width=0.5)
 
 
 @register_model('osnet_x0_25')
-def osnet_x0_25(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def osnet_x0_25(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
     return build_osnet('osnet_x0_25', num_classes, loss, pretrained, kwargs, width=0.25)
 
 
 @register_model('osnet_ibn_x1_0')
-def osnet_ibn_x1_0(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def osnet_ibn_x1_0(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
     # IN in the stem and in the blocks of conv2 (the early layers), where Torchreid's osnet_ibn_x1_0 has it,
     # so its weights load; conv3 and conv4 keep pure BN.
     ibn = {'instance_norm_out': True}

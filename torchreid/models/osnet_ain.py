@@ -12,6 +12,9 @@ Written here from the paper's description, reusing this package's OSNet blocks:
 
 No torchvision weights exist: ``pretrained=True`` looks for ``osnet_ain_x1_0_imagenet.pth`` locally.
 """
+from typing import Any, Dict, List
+
+from .head import ReIDModel
 from .osnet import build_osnet
 from .registry import register_model
 
@@ -19,10 +22,10 @@ __all__ = ['osnet_ain_x1_0', 'AIN_BLOCK_OPTIONS']
 
 _IN = {'instance_norm_branch': True}
 #: kwargs of each OS block, per stage (conv2, conv3, conv4)
-AIN_BLOCK_OPTIONS = [[_IN, _IN], [{}, _IN], [_IN, {}]]
+AIN_BLOCK_OPTIONS: List[List[Dict[str, Any]]] = [[_IN, _IN], [{}, _IN], [_IN, {}]]
 
 
 @register_model('osnet_ain_x1_0')
-def osnet_ain_x1_0(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def osnet_ain_x1_0(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
     return build_osnet('osnet_ain_x1_0', num_classes, loss, pretrained, kwargs, width=1.0, stem_norm='in',
                        block_options=AIN_BLOCK_OPTIONS)

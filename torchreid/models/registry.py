@@ -5,32 +5,180 @@ The built-in ones are registered by the modules of this package when ``torchreid
 research code adds its own with :func:`register_model` and builds them with :func:`build_model` exactly like
 the built-in ones.
 """
+import copy
+import dataclasses
 import difflib
 import logging
 import warnings
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union, overload
 
 import torch.nn as nn
 
+from torchreid.utils.model_utils import unwrap_model
+
 __all__ = ['register_model', 'build_model', 'list_models', 'show_avai_models', 'SUPPORTED_LOSSES',
-           'UnknownModelError']
+           'UnknownModelError', 'ModelSpec', 'describe_model', 'WEIGHT_SOURCE_KWARGS']
 
 logger = logging.getLogger(__name__)
 
 #: The training losses a model's ``forward`` knows how to serve (Torchreid's two).
 SUPPORTED_LOSSES = ('softmax', 'triplet')
 
-_MODEL_FACTORY = {}
+#: What :func:`register_model` stores: ``fn(num_classes, loss='softmax', pretrained=True, **kwargs) -> nn.Module``.
+ModelFactory = Callable[..., nn.Module]
+_Factory = TypeVar('_Factory', bound=ModelFactory)
+
+_MODEL_FACTORY: Dict[str, ModelFactory] = {}
+
+#: Factory keywords about where the *initial* weights come from, not about the architecture. They are not
+#: recorded in :class:`ModelSpec`: a model is rebuilt with ``pretrained=False`` and then given its checkpoint.
+WEIGHT_SOURCE_KWARGS = ('pretrained', 'pretrained_path', 'pretrained_strict', 'imagenet_weights', 'use_gpu')
+
+_SPEC_FIELDS = ('name', 'num_classes', 'loss', 'kwargs')
+_PLAIN_SCALARS = (bool, int, float, str, type(None))
+
+
+def _not_plain_reason(value, where):
+    """None if ``value`` is plain (bool/int/float/str/None, or list/tuple/dict of plain values with str keys),
+    else a sentence saying which part is not."""
+    # Exact types: a subclass (an IntEnum, a namedtuple, a yacs CfgNode) is refused by
+    # torch.load(weights_only=True) or rebuilds as something else.
+    if type(value) in _PLAIN_SCALARS:
+        return None
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            reason = _not_plain_reason(item, f'{where}[{i}]')
+            if reason:
+                return reason
+        return None
+    if type(value) in (dict, OrderedDict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f'{where} has a key {key!r} of type {type(key).__name__} (only str keys are plain)'
+            reason = _not_plain_reason(item, f'{where}[{key!r}]')
+            if reason:
+                return reason
+        return None
+    return (f'{where} is a {type(value).__module__}.{type(value).__qualname__} (plain values are bool, int, '
+            f'float, str, None and lists/tuples/dicts of them)')
+
+
+def _spec_problem(name, num_classes, loss, kwargs):
+    """``(field, message)`` for the first invalid field of a model spec, or None."""
+    if not isinstance(name, str) or not name:
+        return 'name', f'must be a non-empty str, got {name!r}'
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        return 'num_classes', f'must be an int >= 0, got {num_classes!r}'
+    if loss not in SUPPORTED_LOSSES:
+        return 'loss', f'must be one of {SUPPORTED_LOSSES}, got {loss!r}'
+    if not isinstance(kwargs, Mapping):
+        return 'kwargs', f'must be a dict of factory keywords, got {type(kwargs).__name__}'
+    for key in kwargs:
+        if not isinstance(key, str) or not key.isidentifier():
+            return 'kwargs', f'keys must be keyword names (str identifiers), got {key!r}'
+    reserved = sorted(set(kwargs) & (set(WEIGHT_SOURCE_KWARGS) | {'name', 'num_classes', 'loss'}))
+    if reserved:
+        return 'kwargs', (f'must not hold {reserved} (where initial weights come from, or a build_model '
+                          f'argument of its own)')
+    reason = _not_plain_reason(dict(kwargs), 'kwargs')
+    if reason:
+        return 'kwargs', reason
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How :func:`build_model` built a model: enough to build it again (``pretrained=False``).
+
+    ``kwargs`` holds the architecture keywords the caller passed to the factory (``bnneck``, ``fc_dims``,
+    ``pooling``, ``last_stride``, ...), every one a plain value; keywords about where the initial weights come
+    from (:data:`WEIGHT_SOURCE_KWARGS`) are never part of it. Invalid fields raise ``ValueError`` naming them.
+    """
+
+    name: str
+    num_classes: int
+    loss: str = 'softmax'
+    kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        problem = _spec_problem(self.name, self.num_classes, self.loss, self.kwargs)
+        if problem:
+            raise ValueError(f'ModelSpec: field {problem[0]!r} {problem[1]}')
+        # A private deep copy: later changes to the caller's lists/dicts must not change the record.
+        object.__setattr__(self, 'kwargs', copy.deepcopy(dict(self.kwargs)))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """``{'name', 'num_classes', 'loss', 'kwargs'}`` of plain values (safe for ``torch.save`` /
+        ``torch.load(weights_only=True)`` and JSON)."""
+        return {'name': self.name, 'num_classes': self.num_classes, 'loss': self.loss,
+                'kwargs': copy.deepcopy(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> 'ModelSpec':
+        """The inverse of :meth:`to_dict`. A non-dict, a missing or unknown field, or an invalid value raises
+        ``ValueError`` naming the field."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f'ModelSpec.from_dict: expected a dict with fields {list(_SPEC_FIELDS)}, '
+                             f'got {type(d).__name__}')
+        missing = [f for f in _SPEC_FIELDS if f not in d]
+        if missing:
+            raise ValueError(f'ModelSpec.from_dict: missing field(s) {missing}; a model spec has the fields '
+                             f'{list(_SPEC_FIELDS)}')
+        unknown = sorted(str(k) for k in d if k not in _SPEC_FIELDS)
+        if unknown:
+            raise ValueError(f'ModelSpec.from_dict: unknown field(s) {unknown}; a model spec has the fields '
+                             f'{list(_SPEC_FIELDS)}')
+        problem = _spec_problem(d['name'], d['num_classes'], d['loss'], d['kwargs'])
+        if problem:
+            raise ValueError(f'ModelSpec.from_dict: field {problem[0]!r} {problem[1]}')
+        return cls(name=d['name'], num_classes=d['num_classes'], loss=d['loss'], kwargs=dict(d['kwargs']))
+
+
+def describe_model(model: nn.Module) -> Optional[Dict[str, Any]]:
+    """``model.model_spec.to_dict()`` (DataParallel / DDP unwrapped), or None when the model was not built
+    by :func:`build_model` or could not be described (a keyword value that is not plain)."""
+    spec = getattr(unwrap_model(model), 'model_spec', None)
+    if isinstance(spec, ModelSpec):
+        return spec.to_dict()
+    if spec is not None:
+        logger.debug('describe_model: %s.model_spec is a %s, not a ModelSpec; not described',
+                     type(model).__name__, type(spec).__name__)
+    return None
+
+
+def _make_spec(name, num_classes, loss, kwargs):
+    """The :class:`ModelSpec` of a ``build_model`` call, or None (logged at DEBUG) when it cannot be one."""
+    arch_kwargs = {k: v for k, v in kwargs.items() if k not in WEIGHT_SOURCE_KWARGS}
+    reason = _not_plain_reason(arch_kwargs, 'kwargs')
+    if reason:
+        logger.debug('build_model(%r): model_spec is None (the model cannot be rebuilt from a checkpoint): %s',
+                     name, reason)
+        return None
+    return ModelSpec(name=name, num_classes=num_classes, loss=loss, kwargs=arch_kwargs)
 
 
 class UnknownModelError(KeyError, ValueError):
     """An unregistered model name. Both a KeyError (Torchreid raised one) and a ValueError."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         # KeyError's str() would wrap the message in quotes.
         return str(self.args[0]) if self.args else ''
 
 
-def register_model(name, fn=None, *, override=False):
+# Two overloads for type checkers: used as a decorator or called with ``fn``, the factory keeps its own type.
+@overload
+def register_model(name: str, fn: None = None, *, override: bool = False) -> Callable[[_Factory], _Factory]:
+    ...
+
+
+@overload
+def register_model(name: str, fn: _Factory, *, override: bool = False) -> _Factory:
+    ...
+
+
+def register_model(name: str, fn: Optional[ModelFactory] = None, *, override: bool = False
+                   ) -> Union[ModelFactory, Callable[[ModelFactory], ModelFactory]]:
     """Register a model factory under ``name``.
 
     Usable as a decorator, ``@register_model('my_net')``, or as a plain call, ``register_model('my_net', fn)``.
@@ -41,7 +189,7 @@ def register_model(name, fn=None, *, override=False):
     if not isinstance(name, str) or not name:
         raise TypeError(f'register_model: name must be a non-empty str, got {name!r}')
 
-    def _register(factory):
+    def _register(factory: ModelFactory) -> ModelFactory:
         if not callable(factory):
             raise TypeError(f'register_model({name!r}): the factory must be callable, got {type(factory).__name__}')
         if name in _MODEL_FACTORY and not override and _MODEL_FACTORY[name] is not factory:
@@ -56,12 +204,12 @@ def register_model(name, fn=None, *, override=False):
     return _register(fn)
 
 
-def list_models():
+def list_models() -> List[str]:
     """Sorted names of every registered model."""
     return sorted(_MODEL_FACTORY)
 
 
-def show_avai_models():
+def show_avai_models() -> List[str]:
     """Log (INFO) and return the sorted list of available model names.
 
     Torchreid printed this list; here it goes through ``logging`` (configure it, e.g. with
@@ -79,7 +227,8 @@ def _unknown_name_message(name):
     return f'Unknown model {name!r}.{hint} Registered models: {names}'
 
 
-def build_model(name, num_classes, loss='softmax', pretrained=True, use_gpu=None, **kwargs):
+def build_model(name: str, num_classes: int, loss: str = 'softmax', pretrained: bool = True,
+                use_gpu: Optional[bool] = None, **kwargs: Any) -> nn.Module:
     """Build the model registered as ``name``.
 
     Args:
@@ -93,6 +242,11 @@ def build_model(name, num_classes, loss='softmax', pretrained=True, use_gpu=None
         use_gpu: accepted for Torchreid compatibility and ignored (move the model with ``.to(device)``).
         **kwargs: forwarded to the factory (``bnneck``, ``fc_dims``, ``dropout``, ``pooling``, ``last_stride``,
             ``pretrained_path``, ``pretrained_strict``, ...).
+
+    The returned model carries ``model.model_spec``: a :class:`ModelSpec` recording ``name``, ``num_classes``,
+    ``loss`` and the architecture keywords (all but :data:`WEIGHT_SOURCE_KWARGS`), which checkpoints store
+    (:func:`describe_model`) so that ``build_model_from_checkpoint`` can rebuild the model. It is None when a
+    keyword value is not plain (bool/int/float/str/None or lists/tuples/dicts of them).
     """
     if name not in _MODEL_FACTORY:
         raise UnknownModelError(_unknown_name_message(name))
@@ -105,9 +259,12 @@ def build_model(name, num_classes, loss='softmax', pretrained=True, use_gpu=None
     if num_classes == 0:
         logger.warning('build_model(%r): num_classes=0, the classifier has no outputs (feature extraction only)',
                        name)
+    # Recorded before the call: a factory that changes a list it was given must not change the record.
+    spec = _make_spec(name, num_classes, loss, kwargs)
     model = _MODEL_FACTORY[name](num_classes=num_classes, loss=loss, pretrained=pretrained, **kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f'build_model({name!r}): the factory returned {type(model).__name__}, not a torch.nn.Module')
+    model.model_spec = spec  # a plain attribute (nn.Module keeps non-tensor, non-module values as such)
     missing = [attr for attr in ('feature_dim', 'classifier') if not hasattr(model, attr)]
     if missing:
         # A custom model may predate this contract; it still works for training, so warn, don't refuse.

@@ -3,9 +3,13 @@
 Features: the output of ``conv5`` (1024 channels; 2048 for x2.0), pooled. torchvision has ImageNet weights
 for all four widths.
 """
+from typing import Any, Callable, List, Tuple, Type
+
+import torch.nn as nn
 import torchvision.models as tvm
 
 from .backbones import build_torchvision_model
+from .head import ReIDModel
 from .registry import register_model
 
 __all__ = ['shufflenet_v2_x0_5', 'shufflenet_v2_x1_0', 'shufflenet_v2_x1_5', 'shufflenet_v2_x2_0']
@@ -13,16 +17,18 @@ __all__ = ['shufflenet_v2_x0_5', 'shufflenet_v2_x1_0', 'shufflenet_v2_x1_5', 'sh
 _STAGE_NAMES = ('conv1', 'maxpool', 'stage2', 'stage3', 'stage4', 'conv5')
 
 
-def _stages(net):
+def _stages(net: nn.Module) -> List[Tuple[str, nn.Module]]:
     return [(n, getattr(net, n)) for n in _STAGE_NAMES]
 
 
-def _channels(net):
+def _channels(net: nn.Module) -> int:
     return net.fc.in_features
 
 
-def _make(name, constructor, weights_enum):
-    def factory(num_classes=1000, loss='softmax', pretrained=True, **kwargs):
+def _make(name: str, constructor: Callable[..., nn.Module], weights_enum: Type[tvm.WeightsEnum]
+          ) -> Callable[..., ReIDModel]:
+    def factory(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
+                **kwargs: Any) -> ReIDModel:
         return build_torchvision_model(name, num_classes, loss, pretrained, kwargs, constructor=constructor,
                                        weights_enum=weights_enum, stages=_stages, feature_channels=_channels)
 

@@ -26,11 +26,15 @@ import sys
 import urllib.parse
 import urllib.request
 import warnings
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
 
 from torchreid.utils.io import atomic_write
+
+if TYPE_CHECKING:  # torchvision is imported by the model modules, not needed here at run time
+    from torchvision.models import WeightsEnum
 
 __all__ = [
     'init_params', 'init_classifier', 'load_pretrained_weights', 'load_matching_state_dict', 'LoadReport',
@@ -72,7 +76,7 @@ class PretrainedWeightsError(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------
 # initialisation
 # ----------------------------------------------------------------------------------------------------------
-def init_params(module):
+def init_params(module: nn.Module) -> None:
     """Torchreid's initialisation: kaiming-normal convs, norm layers weight 1 / bias 0, linears N(0, 0.01)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
@@ -90,7 +94,7 @@ def init_params(module):
                 nn.init.zeros_(m.bias)
 
 
-def init_classifier(linear):
+def init_classifier(linear: nn.Linear) -> None:
     """Classifier init from the BNNeck recipe: N(0, 0.001), zero bias (small logits at the start)."""
     if linear.weight.numel():  # num_classes=0 gives an empty layer; init of an empty tensor only warns
         nn.init.normal_(linear.weight, 0, 0.001)
@@ -106,22 +110,22 @@ class LoadReport:
     """What :func:`load_pretrained_weights` did. Key names are the model's (``module.`` prefixes stripped)."""
 
     source: str
-    loaded: list = dataclasses.field(default_factory=list)
+    loaded: List[str] = dataclasses.field(default_factory=list)
     #: ``(key, shape in the file, shape in the model)``
-    shape_mismatch: list = dataclasses.field(default_factory=list)
+    shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = dataclasses.field(default_factory=list)
     #: keys in the file that the model does not have
-    unexpected: list = dataclasses.field(default_factory=list)
+    unexpected: List[str] = dataclasses.field(default_factory=list)
     #: keys in the file deliberately left out (e.g. an ImageNet classifier)
-    excluded: list = dataclasses.field(default_factory=list)
+    excluded: List[str] = dataclasses.field(default_factory=list)
     #: keys of the model that the file did not provide (they keep their current values)
-    missing: list = dataclasses.field(default_factory=list)
+    missing: List[str] = dataclasses.field(default_factory=list)
 
     @property
-    def skipped(self):
+    def skipped(self) -> List[str]:
         """Every key of the file that was not loaded."""
         return [k for k, _, _ in self.shape_mismatch] + list(self.unexpected) + list(self.excluded)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return (f'{self.source}: loaded {len(self.loaded)} tensors; skipped {len(self.shape_mismatch)} '
                 f'(shape mismatch), {len(self.unexpected)} (not in the model), {len(self.excluded)} (excluded); '
                 f'{len(self.missing)} model tensors not in the file')
@@ -145,7 +149,9 @@ def _extract_state_dict(obj, source):
     return obj
 
 
-def load_matching_state_dict(model, state_dict, source='<state dict>', exclude_prefixes=(), strict=False):
+def load_matching_state_dict(model: nn.Module, state_dict: Union[Mapping[str, Any], nn.Module],
+                             source: str = '<state dict>', exclude_prefixes: Sequence[str] = (),
+                             strict: bool = False) -> LoadReport:
     """Copy into ``model`` every tensor of ``state_dict`` whose name and shape match; report the rest.
 
     ``exclude_prefixes``: keys (after stripping ``module.``) starting with one of these are never loaded.
@@ -198,7 +204,8 @@ def _torch_load(path):
         return torch.load(path, map_location='cpu', weights_only=False)
 
 
-def load_pretrained_weights(model, weight_path, strict=False, exclude_prefixes=()):
+def load_pretrained_weights(model: nn.Module, weight_path: Union[str, 'os.PathLike[str]'], strict: bool = False,
+                            exclude_prefixes: Sequence[str] = ()) -> LoadReport:
     """Load the tensors of ``weight_path`` that match ``model`` by name and shape.
 
     ``weight_path`` is a file saved with ``torch.save``: a bare state dict or a checkpoint dict holding it
@@ -222,14 +229,14 @@ class PretrainOptions:
 
     pretrained: bool = True
     #: an explicit local file; wins over everything else
-    path: str = None
+    path: Optional[Union[str, 'os.PathLike[str]']] = None
     #: raise instead of warning when the weights cannot be loaded
     strict: bool = False
     #: the torchvision weights member to use (e.g. 'IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT')
     imagenet_weights: str = 'IMAGENET1K_V1'
 
 
-def local_imagenet_candidates(name):
+def local_imagenet_candidates(name: str) -> List[str]:
     """The local files searched (in this order) for ``name``'s ImageNet weights."""
     fname = f'{name}_imagenet.pth'
     candidates = []
@@ -240,7 +247,7 @@ def local_imagenet_candidates(name):
     return candidates
 
 
-def find_local_imagenet_file(name, opts):
+def find_local_imagenet_file(name: str, opts: PretrainOptions) -> Optional[str]:
     """The local ImageNet weights file for ``name`` or None. An explicit ``opts.path`` must exist."""
     if opts.path is not None:
         path = os.fspath(opts.path)
@@ -253,7 +260,8 @@ def find_local_imagenet_file(name, opts):
     return None
 
 
-def report_unavailable(name, what, reason, opts, cache_file=None):
+def report_unavailable(name: str, what: str, reason: str, opts: PretrainOptions,
+                       cache_file: Optional[str] = None) -> None:
     """Warn (or raise, if ``opts.strict``) that ``name``'s ImageNet weights could not be loaded."""
     places = []
     if cache_file:
@@ -269,7 +277,8 @@ def report_unavailable(name, what, reason, opts, cache_file=None):
     _warn(msg)
 
 
-def load_local_imagenet_weights(model, name, path, opts, exclude_prefixes=('classifier.',)):
+def load_local_imagenet_weights(model: nn.Module, name: str, path: str, opts: PretrainOptions,
+                                exclude_prefixes: Sequence[str] = ('classifier.',)) -> LoadReport:
     """Load an ImageNet weights file into a built model (the ImageNet classifier is excluded)."""
     logger.info('%s: loading ImageNet weights from %s', name, path)
     return load_pretrained_weights(model, path, strict=opts.strict, exclude_prefixes=exclude_prefixes)
@@ -313,7 +322,8 @@ def _download_to_cache(url, cache_file, timeout):
     return cache_file
 
 
-def torchvision_weights_or_warn(name, constructor, weights_enum, opts, **ctor_kwargs):
+def torchvision_weights_or_warn(name: str, constructor: Callable[..., nn.Module], weights_enum: Type['WeightsEnum'],
+                                opts: PretrainOptions, **ctor_kwargs: Any) -> nn.Module:
     """Build the torchvision network ``constructor(weights=..., **ctor_kwargs)`` with ImageNet weights.
 
     The weights file is read from the hub cache; when it is missing it is downloaded there first (with a

@@ -9,7 +9,9 @@ import bisect
 import logging
 import math
 import numbers
+from typing import Any, List, Optional, Sequence, Union
 
+from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ AVAI_SCH = AVAILABLE_LR_SCHEDULERS
 AVAI_SCHEDULERS = AVAILABLE_LR_SCHEDULERS
 
 
-def _is_int(x):
+def _is_int(x: Any) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
@@ -44,9 +46,10 @@ class WarmupScheduler(LRScheduler):
       ``e = max_epoch`` and stays there.
     """
 
-    def __init__(self, optimizer, mode, stepsize=None, milestones=(), gamma=0.1, max_epoch=1,
-                 warmup_epochs=0, warmup_factor=0.1, warmup_method='linear', min_lr=0.0, cosine_delay_epochs=0,
-                 last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, mode: str, stepsize: Optional[int] = None,
+                 milestones: Sequence[int] = (), gamma: float = 0.1, max_epoch: int = 1, warmup_epochs: int = 0,
+                 warmup_factor: float = 0.1, warmup_method: str = 'linear', min_lr: float = 0.0,
+                 cosine_delay_epochs: int = 0, last_epoch: int = -1):
         self.mode = mode
         self.stepsize = stepsize
         self.milestones = sorted(milestones)
@@ -59,7 +62,7 @@ class WarmupScheduler(LRScheduler):
         self.cosine_delay_epochs = cosine_delay_epochs
         super().__init__(optimizer, last_epoch)
 
-    def _lr_at(self, base_lr, epoch):
+    def _lr_at(self, base_lr: float, epoch: int) -> float:
         if epoch < self.warmup_epochs:
             if self.warmup_method == 'constant':
                 return base_lr * self.warmup_factor
@@ -77,25 +80,25 @@ class WarmupScheduler(LRScheduler):
         progress = min(t, period) / period
         return floor + (base_lr - floor) * (1.0 + math.cos(math.pi * progress)) / 2.0
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         return [self._lr_at(base_lr, self.last_epoch) for base_lr in self.base_lrs]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> List[float]:
         return self.get_lr()
 
 
 def build_lr_scheduler(
-    optimizer,
-    lr_scheduler='single_step',
-    stepsize=1,
-    gamma=0.1,
-    max_epoch=1,
-    warmup_epochs=0,
-    warmup_factor=0.1,
-    min_lr=0.0,
-    warmup_method='linear',
-    cosine_delay_epochs=0,
-):
+    optimizer: Optimizer,
+    lr_scheduler: str = 'single_step',
+    stepsize: Union[int, Sequence[int]] = 1,
+    gamma: float = 0.1,
+    max_epoch: int = 1,
+    warmup_epochs: int = 0,
+    warmup_factor: float = 0.1,
+    min_lr: float = 0.0,
+    warmup_method: str = 'linear',
+    cosine_delay_epochs: int = 0,
+) -> WarmupScheduler:
     """Build a per-epoch learning-rate scheduler (call ``scheduler.step()`` once at the end of every epoch).
 
     Args:

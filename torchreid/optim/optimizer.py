@@ -1,5 +1,6 @@
 """``build_optimizer``: Torchreid's optimizer factory (adam, amsgrad, sgd, rmsprop, radam, adamw)."""
 import logging
+from typing import Any, Dict, Iterable, List, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -14,8 +15,12 @@ AVAILABLE_OPTIMIZERS = ('adam', 'amsgrad', 'sgd', 'rmsprop', 'radam', 'adamw')
 # Torchreid's name, kept for code written against it.
 AVAI_OPTIMS = AVAILABLE_OPTIMIZERS
 
+#: What a torch optimizer takes besides a model: parameters, or param-group dicts.
+Params = Iterable[Union[torch.Tensor, Dict[str, Any]]]
 
-def _staged_param_groups(model, lr, new_layers, base_lr_mult):
+
+def _staged_param_groups(model: nn.Module, lr: float, new_layers: Union[str, Sequence[str]],
+                         base_lr_mult: float) -> List[Dict[str, Any]]:
     """Two groups: parameters of the top-level children named in ``new_layers`` at ``lr``; all the
     others (pretrained layers, and parameters owned directly by the model) at ``lr * base_lr_mult``."""
     if isinstance(new_layers, str):
@@ -42,20 +47,20 @@ def _staged_param_groups(model, lr, new_layers, base_lr_mult):
 
 
 def build_optimizer(
-    model,
-    optim='adam',
-    lr=0.0003,
-    weight_decay=5e-04,
-    momentum=0.9,
-    sgd_dampening=0,
-    sgd_nesterov=False,
-    rmsprop_alpha=0.99,
-    adam_beta1=0.9,
-    adam_beta2=0.99,
-    staged_lr=False,
-    new_layers='',
-    base_lr_mult=0.1,
-):
+    model: Union[nn.Module, Params],
+    optim: str = 'adam',
+    lr: float = 0.0003,
+    weight_decay: float = 5e-04,
+    momentum: float = 0.9,
+    sgd_dampening: float = 0,
+    sgd_nesterov: bool = False,
+    rmsprop_alpha: float = 0.99,
+    adam_beta1: float = 0.9,
+    adam_beta2: float = 0.99,
+    staged_lr: bool = False,
+    new_layers: Union[str, Sequence[str]] = '',
+    base_lr_mult: float = 0.1,
+) -> torch.optim.Optimizer:
     """Build an optimizer for ``model``.
 
     Args:

@@ -4,6 +4,8 @@
 ``<root>/soccernetv3/reid/...`` so the real loading and evaluation code runs on it unchanged.
 Command line: ``python -m torchreid.synthetic --root DIR --preset demo --seed 0``.
 """
+from typing import Optional, Sequence
+
 from .generator import IDENTITIES_NAME, META_NAME, dataset_dir, generate_dataset, read_meta
 from .plan import DatasetPlan, plan_dataset, plan_statistics
 from .presets import PRESETS, Preset, SplitSize, get_preset
@@ -12,7 +14,7 @@ __all__ = ['generate_dataset', 'PRESETS', 'Preset', 'SplitSize', 'get_preset', '
            'DatasetPlan', 'dataset_dir', 'read_meta', 'META_NAME', 'IDENTITIES_NAME', 'main']
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point (``python -m torchreid.synthetic``)."""
     from .cli import main as _main
     return _main(argv)

@@ -3,6 +3,7 @@ import argparse
 import json
 import logging
 import time
+from typing import Optional, Sequence
 
 from .generator import generate_dataset
 from .plan import plan_dataset, plan_statistics
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')

@@ -20,7 +20,7 @@ How an action is built, following the real data:
 import dataclasses
 import logging
 import string
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -211,12 +211,12 @@ class SplitPlan:
     name: str
     games: List[GamePlan]
 
-    def actions(self):
+    def actions(self) -> Iterator[Tuple[GamePlan, ActionPlan]]:
         for game in self.games:
             for action in game.actions:
                 yield game, action
 
-    def boxes(self, subset: Optional[str] = None):
+    def boxes(self, subset: Optional[str] = None) -> Iterator[Tuple[GamePlan, ActionPlan, BoxPlan]]:
         for game, action in self.actions():
             for box in action.boxes:
                 if subset is None or box.subset == subset:

@@ -5,7 +5,7 @@ crowded the frames are. ``crowd=1.0`` reproduces the per-action statistics of th
 6.6 queries and 19.6 gallery boxes per action, 27 boxes per train action); smaller values make smaller sets.
 """
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 __all__ = ['SplitSize', 'Preset', 'PRESETS', 'SPLITS', 'get_preset']
 
@@ -67,7 +67,7 @@ class Preset:
             raise ValueError(f'unknown split {name!r}; expected one of {SPLITS}')
         return getattr(self, name)
 
-    def scaled(self, factor: float, name: str = None) -> 'Preset':
+    def scaled(self, factor: float, name: Optional[str] = None) -> 'Preset':
         """The same preset with ``factor`` times the games and actions (at least 1 game, 1 action/game)."""
         if factor <= 0:
             raise ValueError(f'scale factor must be > 0, got {factor}')
@@ -101,7 +101,7 @@ PRESETS: Dict[str, Preset] = {
 }
 
 
-def get_preset(preset) -> Preset:
+def get_preset(preset: Union[str, Preset]) -> Preset:
     """A :class:`Preset` from itself or from its name in :data:`PRESETS`."""
     if isinstance(preset, Preset):
         return preset

@@ -12,7 +12,7 @@ a flag, staff their own clothes.
 import functools
 import io
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -395,7 +395,8 @@ def render_box(game: GamePlan, action: ActionPlan, box: BoxPlan, render_height: 
     return _finish(canvas, style, rng)
 
 
-def render_action(game: GamePlan, action: ActionPlan, render_height: Tuple[int, int], seed: int, split_no: int):
+def render_action(game: GamePlan, action: ActionPlan, render_height: Tuple[int, int], seed: int,
+                  split_no: int) -> Iterator[Tuple[BoxPlan, Image.Image]]:
     """Yield ``(box, image)`` for every box of the action; each box has its own generator."""
     by_frame = {}
     for box in action.boxes:

@@ -19,9 +19,11 @@ import re
 import shutil
 import zipfile
 from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from .io import atomic_torch_save, atomic_write
 from .model_utils import unwrap_model
@@ -98,7 +100,7 @@ def _remove_stale_temp_files(save_dir):
                 logger.info('Removed the leftover of an interrupted save: "%s"', name)
 
 
-def list_checkpoints(save_dir):
+def list_checkpoints(save_dir: str) -> List[Tuple[int, str]]:
     """``[(epoch, path), ...]`` of the ``model.pth.tar-<epoch>`` files in ``save_dir``, oldest first."""
     if not osp.isdir(save_dir):
         return []
@@ -110,7 +112,8 @@ def list_checkpoints(save_dir):
     return sorted(found)
 
 
-def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True, keep_last=None):
+def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
+                    remove_module_from_keys: bool = True, keep_last: Optional[int] = None) -> str:
     """Save ``state`` to ``<save_dir>/model.pth.tar-<state['epoch']>`` atomically.
 
     Args:
@@ -157,7 +160,7 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
     return fpath
 
 
-def load_checkpoint(fpath, weights_only=True):
+def load_checkpoint(fpath: Union[str, 'os.PathLike[str]'], weights_only: bool = True) -> Any:
     """Load a checkpoint onto the CPU.
 
     Args:
@@ -195,8 +198,11 @@ def load_checkpoint(fpath, weights_only=True):
     return _rebuild(checkpoint, _decode)
 
 
-def restore_checkpoint_state(checkpoint, model, optimizer=None, scheduler=None, scaler=None,
-                             restore_rng=True, fpath='<checkpoint>'):
+def restore_checkpoint_state(checkpoint: Dict[str, Any], model: nn.Module,
+                             optimizer: Optional[torch.optim.Optimizer] = None,
+                             scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+                             scaler: Optional[torch.amp.GradScaler] = None, restore_rng: bool = True,
+                             fpath: Union[str, 'os.PathLike[str]'] = '<checkpoint>') -> int:
     """Load an already-read checkpoint dict into ``model`` / ``optimizer`` / ``scheduler`` / ``scaler``.
 
     Returns the checkpoint's ``epoch`` (epochs completed = the epoch to start from).
@@ -236,7 +242,10 @@ def restore_checkpoint_state(checkpoint, model, optimizer=None, scheduler=None, 
     return start_epoch
 
 
-def resume_from_checkpoint(fpath, model, optimizer=None, scheduler=None, scaler=None, restore_rng=True):
+def resume_from_checkpoint(fpath: Union[str, 'os.PathLike[str]'], model: nn.Module,
+                           optimizer: Optional[torch.optim.Optimizer] = None,
+                           scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+                           scaler: Optional[torch.amp.GradScaler] = None, restore_rng: bool = True) -> int:
     """Resume training from a checkpoint (Torchreid's call shape).
 
     Loads model weights, and when given the optimizer, scheduler and AMP scaler states; restores the

@@ -2,6 +2,7 @@
 import logging
 import os
 import os.path as osp
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,8 +19,11 @@ __all__ = ['FeatureExtractor']
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
+#: One image as ``FeatureExtractor`` accepts it: a path, a PIL image or an ``HxWx3`` uint8 RGB array.
+ImageInput = Union[str, 'os.PathLike[str]', Image.Image, np.ndarray]
 
-def _test_transform(height, width, mean, std):
+
+def _test_transform(height: int, width: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
     """The data manager's test transform, so features match the engine's extraction exactly."""
     from torchreid.data.transforms import build_transforms
 
@@ -51,22 +55,25 @@ class FeatureExtractor:
 
         extractor = FeatureExtractor(model_name='osnet_x1_0', model_path='model.pth.tar', device='cuda')
         features = extractor(['a.jpg', 'b.jpg'])
+
+    A checkpoint that describes its model (written by the engine) needs nothing else:
+    ``FeatureExtractor.from_checkpoint('log/model/model-best.pth.tar')``.
     """
 
     def __init__(
         self,
-        model_name='',
-        model_path='',
-        image_size=(256, 128),
-        pixel_mean=IMAGENET_MEAN,
-        pixel_std=IMAGENET_STD,
-        pixel_norm=True,
-        device=None,
-        verbose=True,
-        model=None,
-        batch_size=64,
-        num_classes=1,
-        pretrained=None,
+        model_name: str = '',
+        model_path: Union[str, 'os.PathLike[str]'] = '',
+        image_size: Sequence[int] = (256, 128),
+        pixel_mean: Sequence[float] = IMAGENET_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_STD,
+        pixel_norm: bool = True,
+        device: Union[str, int, torch.device, None] = None,
+        verbose: bool = True,
+        model: Optional[nn.Module] = None,
+        batch_size: int = 64,
+        num_classes: int = 1,
+        pretrained: Optional[bool] = None,
     ):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f'FeatureExtractor: batch_size must be a positive int, got {batch_size!r}')
@@ -102,10 +109,45 @@ class FeatureExtractor:
         mean, std = (list(pixel_mean), list(pixel_std)) if pixel_norm else ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
         self.preprocess = _test_transform(self.image_size[0], self.image_size[1], mean, std)
 
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, 'os.PathLike[str]'],
+                        device: Union[str, int, torch.device, None] = None, batch_size: int = 64,
+                        verbose: bool = True) -> 'FeatureExtractor':
+        """An extractor for the model a self-describing checkpoint records: its architecture and keywords
+        (``model_spec``), weights (loaded strictly outside the classifier), input size (``input_size``) and
+        normalisation (``normalization``).
+
+        A checkpoint without ``input_size`` / ``normalization`` falls back to 256x128 / ImageNet statistics with
+        a WARNING. One without ``model_spec`` raises ``torchreid.models.CheckpointError`` (a ValueError) saying
+        to use ``FeatureExtractor(model_name=..., model_path=...)``; see
+        :func:`torchreid.models.build_model_from_checkpoint` for the other errors.
+        """
+        from torchreid.models import (build_model_from_checkpoint, checkpoint_input_size,
+                                      checkpoint_normalization)
+
+        from .checkpoint import load_checkpoint
+
+        path = os.fspath(path)
+        checkpoint = load_checkpoint(path)
+        model = build_model_from_checkpoint(checkpoint, device=device, source=path)
+        image_size = checkpoint_input_size(checkpoint, source=path)
+        if image_size is None:
+            image_size = (256, 128)
+            logger.warning('FeatureExtractor.from_checkpoint: "%s" records no input_size; using %dx%d', path,
+                           *image_size)
+        normalization = checkpoint_normalization(checkpoint, source=path)
+        if normalization is None:
+            normalization = {'mean': IMAGENET_MEAN, 'std': IMAGENET_STD}
+            logger.warning('FeatureExtractor.from_checkpoint: "%s" records no normalization; using ImageNet '
+                           'mean %s and std %s', path, IMAGENET_MEAN, IMAGENET_STD)
+        return cls(model_name=model.model_spec.name if model.model_spec is not None else '', model=model,
+                   image_size=image_size, pixel_mean=normalization['mean'], pixel_std=normalization['std'],
+                   device=device, verbose=verbose, batch_size=batch_size)
+
     # -- input conversion ------------------------------------------------------------------------------
 
     @staticmethod
-    def _to_pil(item, index):
+    def _to_pil(item: ImageInput, index: int) -> Image.Image:
         if isinstance(item, (str, os.PathLike)):
             return read_image(os.fspath(item))
         if isinstance(item, Image.Image):
@@ -122,7 +164,7 @@ class FeatureExtractor:
             'a PIL image or a numpy array (or pass one preprocessed torch tensor [B, 3, H, W])'
         )
 
-    def _batches(self, input):
+    def _batches(self, input: Union[ImageInput, Sequence[ImageInput], torch.Tensor]) -> Iterator[torch.Tensor]:
         """Yield preprocessed CPU batches ``[b, 3, H, W]``; images are decoded one batch at a time."""
         if isinstance(input, torch.Tensor):
             if input.dim() == 3:
@@ -145,7 +187,7 @@ class FeatureExtractor:
             chunk = input[start:start + self.batch_size]
             yield torch.stack([self.preprocess(self._to_pil(item, start + i)) for i, item in enumerate(chunk)])
 
-    def __call__(self, input):
+    def __call__(self, input: Union[ImageInput, Sequence[ImageInput], torch.Tensor]) -> torch.Tensor:
         outputs = []
         with torch.no_grad():
             for batch in self._batches(input):

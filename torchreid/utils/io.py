@@ -12,6 +12,7 @@ import json
 import os
 import os.path as osp
 import secrets
+from typing import IO, Any, Iterator, Optional, Tuple, Union
 
 __all__ = ['atomic_write', 'atomic_write_json', 'atomic_torch_save']
 
@@ -22,7 +23,7 @@ _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
 _TMP_ATTEMPTS = 100
 
 
-def _create_temp_beside(path):
+def _create_temp_beside(path: str) -> Tuple[int, str]:
     """Create ``.<basename>.<random>.tmp`` beside ``path``; return ``(fd, tmp_path)``.
 
     Mode 0o666 with the kernel applying the umask, exactly as ``open(path, 'w')`` would: unlike
@@ -41,7 +42,8 @@ def _create_temp_beside(path):
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode='w', encoding=None):
+def atomic_write(path: Union[str, 'os.PathLike[str]'], mode: str = 'w',
+                 encoding: Optional[str] = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically.
 
     ``mode`` is ``'w'`` (text) or ``'wb'`` (binary). The file gets the permissions ``open()`` would give
@@ -69,7 +71,8 @@ def atomic_write(path, mode='w', encoding=None):
         raise
 
 
-def atomic_write_json(path, obj, indent=None, sort_keys=False):
+def atomic_write_json(path: Union[str, 'os.PathLike[str]'], obj: Any, indent: Optional[int] = None,
+                      sort_keys: bool = False) -> Union[str, 'os.PathLike[str]']:
     """Serialise ``obj`` to JSON and write it to ``path`` atomically.
 
     The object is serialised before the file is opened, so a value that JSON cannot encode raises
@@ -81,7 +84,7 @@ def atomic_write_json(path, obj, indent=None, sort_keys=False):
     return path
 
 
-def atomic_torch_save(obj, path):
+def atomic_torch_save(obj: Any, path: Union[str, 'os.PathLike[str]']) -> Union[str, 'os.PathLike[str]']:
     """``torch.save`` to ``path`` atomically."""
     import torch
 

@@ -10,6 +10,10 @@ import os
 import os.path as osp
 import sys
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+
+if TYPE_CHECKING:  # annotations only: this module does not need torch
+    import torch
 
 __all__ = ['setup_logging', 'remove_logging', 'find_file_handler', 'Logger', 'RankLogger',
            'AverageMeter', 'MetricMeter']
@@ -19,7 +23,8 @@ _LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 _RESTORE_ATTR = '_torchreid_level_change'
 
 
-def find_file_handler(path=None, save_dir=None, logger_name='torchreid'):
+def find_file_handler(path: Optional[str] = None, save_dir: Optional[str] = None,
+                      logger_name: str = 'torchreid') -> Optional[logging.FileHandler]:
     """The FileHandler attached to ``logger_name`` that writes ``path`` (or any file inside ``save_dir``)."""
     target = osp.abspath(path) if path else None
     folder = osp.abspath(save_dir) if save_dir else None
@@ -34,7 +39,8 @@ def find_file_handler(path=None, save_dir=None, logger_name='torchreid'):
     return None
 
 
-def setup_logging(save_dir, filename='train.log', level=logging.INFO, mode='a', logger_name='torchreid'):
+def setup_logging(save_dir: str, filename: str = 'train.log', level: int = logging.INFO, mode: str = 'a',
+                  logger_name: str = 'torchreid') -> logging.FileHandler:
     """Write the ``torchreid`` log records to ``<save_dir>/<filename>``.
 
     Idempotent: a handler already writing that file is returned instead of adding a second one. The
@@ -62,7 +68,7 @@ def setup_logging(save_dir, filename='train.log', level=logging.INFO, mode='a', 
     return handler
 
 
-def remove_logging(handler, logger_name='torchreid'):
+def remove_logging(handler: Optional[logging.Handler], logger_name: str = 'torchreid') -> None:
     """Detach and close a handler returned by :func:`setup_logging`; undo the level change it made.
 
     The logger's level goes back to what it was before that :func:`setup_logging` call, so nested setups
@@ -88,37 +94,37 @@ class Logger:
     Kept for scripts written for Torchreid; the library itself uses :func:`setup_logging`.
     """
 
-    def __init__(self, fpath=None):
+    def __init__(self, fpath: Optional[str] = None):
         self.console = sys.stdout
         self.file = None
         if fpath is not None:
             os.makedirs(osp.dirname(osp.abspath(fpath)), exist_ok=True)
             self.file = open(fpath, 'w', encoding='utf-8')
 
-    def __del__(self):
+    def __del__(self) -> None:
         self.close()
 
-    def __enter__(self):
+    def __enter__(self) -> 'Logger':
         return self
 
-    def __exit__(self, *args):
+    def __exit__(self, *args: Any) -> None:
         self.close()
 
-    def write(self, msg):
+    def write(self, msg: str) -> None:
         self.console.write(msg)
         if self.file is not None:
             self.file.write(msg)
 
-    def flush(self):
+    def flush(self) -> None:
         self.console.flush()
         if self.file is not None:
             self.file.flush()
             os.fsync(self.file.fileno())
 
-    def isatty(self):
+    def isatty(self) -> bool:
         return False
 
-    def close(self):
+    def close(self) -> None:
         # The console is not ours to close; only the file is.
         if getattr(self, 'file', None) is not None:
             self.file.close()
@@ -128,18 +134,18 @@ class Logger:
 class RankLogger:
     """Record rank-1 per target over epochs and log a summary (Torchreid's helper)."""
 
-    def __init__(self, sources, targets):
+    def __init__(self, sources: Union[str, Sequence[str]], targets: Union[str, Sequence[str]]):
         self.sources = [sources] if isinstance(sources, str) else list(sources)
         self.targets = [targets] if isinstance(targets, str) else list(targets)
         self.logger = {name: {'epoch': [], 'rank1': []} for name in self.targets}
 
-    def write(self, name, epoch, rank1):
+    def write(self, name: str, epoch: int, rank1: float) -> None:
         if name not in self.logger:
             raise KeyError(f'RankLogger: unknown target {name!r}; known: {self.targets}')
         self.logger[name]['epoch'].append(epoch)
         self.logger[name]['rank1'].append(rank1)
 
-    def show_summary(self):
+    def show_summary(self) -> None:
         log = logging.getLogger('torchreid.utils')
         log.info('=> Show performance summary')
         for name in self.targets:
@@ -155,13 +161,13 @@ class AverageMeter:
     def __init__(self):
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.val = 0.0
         self.avg = 0.0
         self.sum = 0.0
         self.count = 0
 
-    def update(self, val, n=1):
+    def update(self, val: float, n: int = 1) -> None:
         self.val = float(val)
         self.sum += float(val) * n
         self.count += n
@@ -171,11 +177,11 @@ class AverageMeter:
 class MetricMeter:
     """A group of :class:`AverageMeter` keyed by name (losses, accuracy, ...)."""
 
-    def __init__(self, delimiter='  '):
+    def __init__(self, delimiter: str = '  '):
         self.meters = defaultdict(AverageMeter)
         self.delimiter = delimiter
 
-    def update(self, input_dict):
+    def update(self, input_dict: Optional[Dict[str, Union[float, 'torch.Tensor']]]) -> None:
         if input_dict is None:
             return
         if not isinstance(input_dict, dict):
@@ -185,8 +191,8 @@ class MetricMeter:
                 v = v.item()
             self.meters[k].update(v)
 
-    def averages(self):
+    def averages(self) -> Dict[str, float]:
         return {k: m.avg for k, m in self.meters.items()}
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.delimiter.join(f'{k} {m.val:.4f} ({m.avg:.4f})' for k, m in self.meters.items())

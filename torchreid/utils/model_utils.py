@@ -1,5 +1,6 @@
 """Helpers on models: freezing/unfreezing layers, parameter counts, device selection."""
 import logging
+from typing import Dict, Iterable, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -10,14 +11,14 @@ __all__ = ['open_all_layers', 'open_specified_layers', 'count_num_param', 'resol
            'unwrap_model']
 
 
-def unwrap_model(model):
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The model inside a DataParallel / DistributedDataParallel wrapper (any other model as it is)."""
     if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         return model.module
     return model
 
 
-def named_children(model, names, caller):
+def named_children(model: nn.Module, names: Iterable[str], caller: str) -> Dict[str, nn.Module]:
     """``{name: module}`` for the named top-level children of ``model`` (DataParallel unwrapped).
 
     A name that is not a child is an error naming ``caller``, the missing names and the children there are.
@@ -31,14 +32,14 @@ def named_children(model, names, caller):
     return children
 
 
-def open_all_layers(model):
+def open_all_layers(model: nn.Module) -> None:
     """Put the whole model in train mode and make every parameter trainable."""
     model.train()
     for p in model.parameters():
         p.requires_grad = True
 
 
-def open_specified_layers(model, open_layers):
+def open_specified_layers(model: nn.Module, open_layers: Union[str, Sequence[str]]) -> None:
     """Train only the top-level child modules named in ``open_layers``; freeze the others.
 
     The named children go to train mode with ``requires_grad=True``; every other child goes to eval mode
@@ -59,7 +60,7 @@ def open_specified_layers(model, open_layers):
             p.requires_grad = is_open
 
 
-def count_num_param(model):
+def count_num_param(model: nn.Module) -> int:
     """Number of parameters used at test time.
 
     As in Torchreid, the parameters of ``model.classifier`` (when it is a module) are not counted: the
@@ -73,12 +74,12 @@ def count_num_param(model):
     return num_param
 
 
-def _mps_available():
+def _mps_available() -> bool:
     mps = getattr(torch.backends, 'mps', None)
     return bool(mps is not None and mps.is_available())
 
 
-def resolve_device(device=None):
+def resolve_device(device: Union[str, int, torch.device, None] = None) -> torch.device:
     """Turn a device request into a ``torch.device`` that exists on this machine.
 
     ``None`` or ``'auto'`` (the config's default) picks ``cuda`` when available, else ``cpu``; MPS is

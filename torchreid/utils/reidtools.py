@@ -3,6 +3,7 @@ import functools
 import logging
 import os
 import os.path as osp
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -10,7 +11,13 @@ from PIL import Image, ImageDraw
 from .io import atomic_write
 from .tools import mkdir_if_missing, read_image
 
+if TYPE_CHECKING:  # annotations only: drawing does not need torch
+    import torch
+
 logger = logging.getLogger(__name__)
+
+#: Records as the datasets hold them: ``(img_path, pid, camid, dsetid)`` tuples.
+Records = Sequence[Sequence[Any]]
 
 __all__ = ['visualize_ranked_results']
 
@@ -65,20 +72,20 @@ def _rankings_from_distmat(distmat, query, gallery, same_action):
 
 
 def visualize_ranked_results(
-    rankings,
-    query_records=None,
-    gallery_records=None,
-    save_dir='',
-    topk=10,
-    data_type='image',
-    width=128,
-    height=256,
-    display_border=True,
-    hidden_labels=False,
-    max_queries=None,
-    same_action=False,
-    dataset=None,
-):
+    rankings: Union[Sequence[Union[np.ndarray, Sequence[int]]], np.ndarray, 'torch.Tensor'],
+    query_records: Optional[Records] = None,
+    gallery_records: Union[Records, str, None] = None,
+    save_dir: str = '',
+    topk: int = 10,
+    data_type: str = 'image',
+    width: int = 128,
+    height: int = 256,
+    display_border: bool = True,
+    hidden_labels: bool = False,
+    max_queries: Optional[int] = None,
+    same_action: bool = False,
+    dataset: Optional[Tuple[Records, Records]] = None,
+) -> List[str]:
     """Write one PNG per query: the query, then its ``topk`` best gallery images.
 
     Args:

@@ -3,6 +3,7 @@ import logging
 import os
 import os.path as osp
 import random
+from typing import Any, Dict, Union
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ __all__ = [
 ]
 
 
-def set_random_seed(seed, deterministic=False):
+def set_random_seed(seed: int, deterministic: bool = False) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device).
 
     ``deterministic=True`` also makes cuDNN pick deterministic algorithms (and turns its autotuner off),
@@ -34,7 +35,7 @@ def set_random_seed(seed, deterministic=False):
         torch.backends.cudnn.benchmark = False
 
 
-def get_rng_state():
+def get_rng_state() -> Dict[str, Any]:
     """Capture the state of every random generator a training run uses.
 
     Returns a dict with ``'python'``, ``'numpy'``, ``'torch'`` and ``'cuda'`` (None without CUDA). It holds
@@ -56,12 +57,12 @@ def get_rng_state():
     }
 
 
-def _to_tuple(x):
+def _to_tuple(x: Any) -> Any:
     # A state that went through a serializer may come back with lists instead of tuples.
     return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def set_rng_state(state):
+def set_rng_state(state: Dict[str, Any]) -> None:
     """Restore generator states captured by :func:`get_rng_state`."""
     if not isinstance(state, dict):
         raise TypeError(f'set_rng_state: expected the dict returned by get_rng_state(), got {type(state).__name__}')
@@ -94,12 +95,12 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(cuda_state.cpu(), device_index)
 
 
-def mkdir_if_missing(dirname):
+def mkdir_if_missing(dirname: Union[str, 'os.PathLike[str]']) -> None:
     """Create ``dirname`` (and its parents) if it does not exist yet (an existing file there is an error)."""
     os.makedirs(dirname, exist_ok=True)
 
 
-def check_isfile(fpath):
+def check_isfile(fpath: Union[str, 'os.PathLike[str]']) -> bool:
     """Return True if ``fpath`` is an existing file; otherwise log a warning and return False."""
     isfile = osp.isfile(fpath)
     if not isfile:
@@ -107,7 +108,7 @@ def check_isfile(fpath):
     return isfile
 
 
-def read_image(path):
+def read_image(path: Union[str, 'os.PathLike[str]']) -> Image.Image:
     """Read an image file as an RGB ``PIL.Image``.
 
     Raises FileNotFoundError when ``path`` does not exist and OSError naming the path when the file
@@ -123,7 +124,7 @@ def read_image(path):
         raise OSError(f'read_image: cannot read "{path}" as an image: {e}') from e
 
 
-def collect_env_info():
+def collect_env_info() -> str:
     """A printable report of the environment (PyTorch's environment summary plus Pillow's version)."""
     from torch.utils.collect_env import get_pretty_env_info
 

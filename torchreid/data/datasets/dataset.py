@@ -9,7 +9,7 @@ import difflib
 import inspect
 import logging
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
@@ -92,8 +92,11 @@ class Dataset:
     # query/gallery camids past the train ones so actions of different splits stay apart.
     camid_is_split_local = False
 
-    def __init__(self, train, query, gallery, transform=None, k_tfm=1, mode='train', combineall=False,
-                 verbose=True, train_info=None, query_info=None, gallery_info=None, **kwargs):
+    def __init__(self, train: Iterable[Sequence[Any]], query: Iterable[Sequence[Any]],
+                 gallery: Iterable[Sequence[Any]], transform: Optional[Callable[[Image.Image], Any]] = None,
+                 k_tfm: int = 1, mode: str = 'train', combineall: bool = False, verbose: bool = True,
+                 train_info: Optional[Iterable[Any]] = None, query_info: Optional[Iterable[Any]] = None,
+                 gallery_info: Optional[Iterable[Any]] = None, **kwargs: Any):
         # kwargs: SHARED_DATASET_OPTIONS this dataset does not use (ignored); anything else is an error.
         self.check_options(kwargs)
         self.train = [self._as_record(r) for r in train]
@@ -137,7 +140,7 @@ class Dataset:
         return tuple(sorted(names))
 
     @classmethod
-    def check_options(cls, options) -> None:
+    def check_options(cls, options: Iterable[str]) -> None:
         """Raise ``TypeError`` if ``options`` holds a keyword this dataset neither declares nor shares.
 
         Subclasses call it first thing in their ``__init__`` with their ``**kwargs`` (fail before walking
@@ -158,7 +161,7 @@ class Dataset:
 
     # ----- records -----
     @staticmethod
-    def _as_record(record):
+    def _as_record(record: Sequence[Any]) -> tuple:
         if len(record) == 3:
             return (record[0], record[1], record[2], 0)
         if len(record) == 4:
@@ -166,7 +169,7 @@ class Dataset:
         raise ValueError(f'a record must be (img_path, pid, camid[, dsetid]), got {record!r}')
 
     @staticmethod
-    def _check_info(info, records, name):
+    def _check_info(info: Optional[Iterable[Any]], records: Sequence[tuple], name: str) -> Optional[List[Any]]:
         if info is None:
             return None
         info = list(info)
@@ -175,18 +178,18 @@ class Dataset:
         return info
 
     @staticmethod
-    def get_num_pids(data) -> int:
+    def get_num_pids(data: Iterable[Sequence[Any]]) -> int:
         return len({r[1] for r in data})
 
     @staticmethod
-    def get_num_cams(data) -> int:
+    def get_num_cams(data: Iterable[Sequence[Any]]) -> int:
         return len({r[2] for r in data})
 
     @staticmethod
-    def get_num_datasets(data) -> int:
+    def get_num_datasets(data: Iterable[Sequence[Any]]) -> int:
         return len({r[3] for r in data})
 
-    def parse_data(self, data):
+    def parse_data(self, data: Iterable[Sequence[Any]]) -> Tuple[int, int]:
         """``(num_pids, num_cams)`` of a record list (Torchreid's helper)."""
         return self.get_num_pids(data), self.get_num_cams(data)
 
@@ -201,10 +204,10 @@ class Dataset:
         return getattr(self, self.mode)
 
     @property
-    def data_info(self):
+    def data_info(self) -> Optional[List[Any]]:
         return getattr(self, f'{self.mode}_info')
 
-    def with_mode(self, mode: str, transform=None) -> 'Dataset':
+    def with_mode(self, mode: str, transform: Optional[Callable[[Image.Image], Any]] = None) -> 'Dataset':
         """A shallow copy reading another list (and with another transform); the lists are shared.
 
         Lets the data manager build train/query/gallery views of one dataset without walking the
@@ -270,7 +273,7 @@ class Dataset:
             combined.ground_truth_path = self.ground_truth_path
         return combined
 
-    def __radd__(self, other):
+    def __radd__(self, other: Any) -> 'Dataset':
         # sum([d1, d2]) starts from 0.
         if other == 0:
             return self
@@ -280,7 +283,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.data)
 
-    def _transform_image(self, img):
+    def _transform_image(self, img: Image.Image) -> Any:
         if self.transform is None:
             return img
         if self.k_tfm == 1:
@@ -312,7 +315,7 @@ class Dataset:
         return count
 
     # ----- summary -----
-    def summary_rows(self):
+    def summary_rows(self) -> List[Tuple[str, Union[int, str], int, int]]:
         rows = []
         for subset in _MODES:
             records = getattr(self, subset)
@@ -327,7 +330,7 @@ class Dataset:
         widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(4)]
         line = '  ' + '-' * (sum(widths) + 3 * 3)
 
-        def fmt(cells):
+        def fmt(cells: Sequence[str]) -> str:
             return '  ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths))
 
         table = [f'=> Loaded {type(self).__name__}', line, fmt(header), line, *(fmt(r) for r in rows), line]

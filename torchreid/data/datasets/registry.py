@@ -1,5 +1,5 @@
 """Dataset registry: ``init_image_dataset(name, **kwargs)`` builds a registered dataset by name."""
-from typing import Dict, List, Type
+from typing import Any, Dict, List, Type
 
 from .dataset import ImageDataset
 from .image import Market1501, Soccernetv3, Soccernetv3Challenge, Soccernetv3Test
@@ -34,7 +34,7 @@ def register_image_dataset(name: str, dataset: Type[ImageDataset]) -> None:
     _IMAGE_DATASETS[name] = dataset
 
 
-def init_image_dataset(name: str, **kwargs) -> ImageDataset:
+def init_image_dataset(name: str, **kwargs: Any) -> ImageDataset:
     """Build the image dataset registered as ``name``; an unknown name lists the known ones.
 
     ``kwargs`` go to the dataset's constructor: a keyword it neither declares nor lists in

@@ -8,6 +8,7 @@ import logging
 import os
 import os.path as osp
 import re
+from typing import Any, List, Tuple
 
 from ..dataset import ImageDataset, summarise_paths
 
@@ -32,7 +33,7 @@ class Market1501(ImageDataset):
     hidden_labels = False
     junk_pids = (0, -1)  # 0: distractors, -1: junk boxes
 
-    def __init__(self, root='', market1501_500k=False, **kwargs):
+    def __init__(self, root: str = '', market1501_500k: bool = False, **kwargs: Any):
         self.check_options(kwargs)  # a misspelt option fails before any folder is read
         self.root = osp.abspath(osp.expanduser(root))
         self.dataset_dir = osp.join(self.root, self.dataset_dir)
@@ -56,7 +57,7 @@ class Market1501(ImageDataset):
         super().__init__(train, query, gallery, **kwargs)
 
     @staticmethod
-    def process_dir(dir_path, relabel=False):
+    def process_dir(dir_path: str, relabel: bool = False) -> List[Tuple[str, int, int, int]]:
         """Records of one folder; every file but OS metadata must follow the naming rule (else an error)."""
         # OS metadata files (.DS_Store, Thumbs.db) are not images: skipped, and do not make a folder non-empty.
         names = sorted(e.name for e in os.scandir(dir_path)

@@ -17,9 +17,9 @@ import logging
 import os
 import os.path as osp
 import zipfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from torchreid.soccernet_format import GT_FIELDS, FilenameError, parse_filename, read_ground_truth
+from torchreid.soccernet_format import GT_FIELDS, FilenameError, SoccerNetSample, parse_filename, read_ground_truth
 from ..dataset import ImageDataset, summarise_errors, summarise_paths
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _index_ranges(indices: Sequence[int], limit: int = _MAX_LISTED) -> str:
     return text + (f' (and {len(ranges) - limit} more ranges)' if len(ranges) > limit else '')
 
 
-def scan_subset(subset_dir: str, flat: bool, labelled: bool):
+def scan_subset(subset_dir: str, flat: bool, labelled: bool) -> List[SoccerNetSample]:
     """Parse every thumbnail of one subset folder, in ``bbox_idx`` order; one pass, no image opened.
 
     Checks the folder exists and is non-empty, every ``.png`` sits at the action depth and follows the
@@ -153,7 +153,7 @@ def scan_subset(subset_dir: str, flat: bool, labelled: bool):
     return samples
 
 
-def _check_bbox_indices(samples, subset_dir: str) -> None:
+def _check_bbox_indices(samples: Sequence[SoccerNetSample], subset_dir: str) -> None:
     """bbox_idx must be 0..N-1, each once: list position == bbox_idx (the ranking export relies on it)."""
     if all(s.bbox_idx == i for i, s in enumerate(samples)):  # the common case, checked cheaply
         return
@@ -187,8 +187,9 @@ class _SoccerNetV3Base(ImageDataset):
     # Candidate ground-truth files, relative to the reid dir; the first that exists is used.
     ground_truth_candidates: Tuple[str, ...] = ()
 
-    def __init__(self, root='', training_subset=None, soccernetv3_training_subset=None, download=True,
-                 check_ground_truth=False, verify_images=False, **kwargs):
+    def __init__(self, root: str = '', training_subset: Optional[float] = None,
+                 soccernetv3_training_subset: Optional[float] = None, download: bool = True,
+                 check_ground_truth: bool = False, verify_images: bool = False, **kwargs: Any):
         self.check_options(kwargs)  # a misspelt option fails before the (large) folders are walked
         self.root = osp.abspath(osp.expanduser(root))
         self.dataset_dir = osp.join(self.root, self.dataset_dir)
@@ -219,7 +220,7 @@ class _SoccerNetV3Base(ImageDataset):
 
     # ----- configuration -----
     @staticmethod
-    def _resolve_subset(training_subset, alias) -> float:
+    def _resolve_subset(training_subset: Optional[float], alias: Optional[float]) -> float:
         if training_subset is not None and alias is not None and float(training_subset) != float(alias):
             raise ValueError(f'training_subset={training_subset} and soccernetv3_training_subset={alias} disagree')
         value = training_subset if training_subset is not None else alias
@@ -239,7 +240,7 @@ class _SoccerNetV3Base(ImageDataset):
                 f'{_manual_command(self.dataset_dir, self.download_splits)}')
 
     # ----- records -----
-    def _apply_training_subset(self, samples):
+    def _apply_training_subset(self, samples: List[SoccerNetSample]) -> List[SoccerNetSample]:
         """Keep the first ``training_subset`` fraction of the training actions (by action_idx), at least one."""
         if self.training_subset >= 1.0:
             return samples
@@ -252,7 +253,8 @@ class _SoccerNetV3Base(ImageDataset):
         return kept
 
     @staticmethod
-    def _train_records(samples):
+    def _train_records(samples: List[SoccerNetSample]
+                       ) -> Tuple[List[Tuple[str, int, int, int]], List[SoccerNetSample]]:
         pid_map: Dict[int, int] = {}
         records = []
         for s in samples:  # already in bbox_idx order: labels follow first appearance
@@ -260,7 +262,7 @@ class _SoccerNetV3Base(ImageDataset):
             records.append((s.img_path, pid, s.action_idx, 0))
         return records, samples
 
-    def _eval_record(self, sample):
+    def _eval_record(self, sample: SoccerNetSample) -> Tuple[str, int, int, int]:
         pid = -1 if self.hidden_labels else sample.person_uid
         return (sample.img_path, pid, sample.action_idx, 0)
 

@@ -40,11 +40,12 @@ def _quiet():
 @pytest.mark.parametrize('use_cython', [True, False])
 def test_per_action_equals_full_matrix(metric, normalize, use_cython):
     qf, gf, qp, gp, qa, ga = _data(unit=normalize or metric == 'cosine')
-    full = compute_distance_matrix(torch.from_numpy(qf), torch.from_numpy(gf), metric=metric, normalize=normalize)
+    full = compute_distance_matrix(torch.from_numpy(qf), torch.from_numpy(gf), metric=metric,
+                                   normalize=normalize)
     a = evaluate_rank(full, qp, gp, qa, ga, max_rank=30, eval_metric='soccernetv3', use_cython=use_cython,
                       return_result=True)
     b, rankings = evaluate_soccernetv3(qf, gf, qp, gp, qa, ga, max_rank=30, use_cython=use_cython,
-                                       metric=metric, normalize=normalize)
+                                       dist_metric=metric, normalize_feature=normalize)
     np.testing.assert_array_equal(a.cmc, b.cmc)
     np.testing.assert_array_equal(a.all_AP, b.all_AP)
     np.testing.assert_array_equal(a.all_INP, b.all_INP)
@@ -84,15 +85,15 @@ def test_per_action_errors():
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match='NaN'):
         rank_by_action(bad, gf, qa, ga)
-    with pytest.raises(ValueError, match='Unknown distance metric'):
-        rank_by_action(qf, gf, qa, ga, metric='l1')
-    with pytest.raises(ValueError, match='k1 and k2'):
-        rank_by_action(qf, gf, qa, ga, rerank=True, k1=0)
+    with pytest.raises(ValueError, match='dist_metric'):
+        rank_by_action(qf, gf, qa, ga, dist_metric='l1')
+    with pytest.raises(ValueError, match='rerank_k1'):
+        rank_by_action(qf, gf, qa, ga, rerank=True, rerank_k1=0)
 
 
 def test_rerank_per_action_equals_global_on_each_action():
     qf, gf, _, _, qa, ga = _data(seed=2, nq=30, ng=90, n_actions=4)
-    rankings = rank_by_action(qf, gf, qa, ga, rerank=True, k1=6, k2=3, lambda_value=0.3)
+    rankings = rank_by_action(qf, gf, qa, ga, rerank=True, rerank_k1=6, rerank_k2=3, rerank_lambda=0.3)
     plain = rank_by_action(qf, gf, qa, ga)
     assert any(not np.array_equal(a, b) for a, b in zip(rankings, plain))   # re-ranking did something
     for a in np.unique(qa):
@@ -146,8 +147,8 @@ def test_rerank_collapsed_features_stay_finite(monkeypatch, dense_max):
     out = re_ranking(ones((7, 30)), ones((7, 7)), ones((30, 30)), k1=5, k2=3, lambda_value=0.3)
     assert np.isfinite(out).all()
     qf, gf = np.zeros((6, 8), np.float32), np.zeros((25, 8), np.float32)
-    rankings = rank_by_action(qf, gf, np.zeros(6, int), np.zeros(25, int), metric='cosine', normalize=True,
-                              rerank=True, k1=5, k2=3)
+    rankings = rank_by_action(qf, gf, np.zeros(6, int), np.zeros(25, int), dist_metric='cosine',
+                              normalize_feature=True, rerank=True, rerank_k1=5, rerank_k2=3)
     assert all(sorted(r.tolist()) == list(range(25)) for r in rankings)
 
 
@@ -165,7 +166,7 @@ def test_query_expansion_deterministic_changes_results_keeps_shapes(alpha):
         np.testing.assert_array_equal(x, y)
         assert sorted(x.tolist()) == sorted(z.tolist())
     assert any(not np.array_equal(x, z) for x, z in zip(a, base))
-    both = rank_by_action(qf, gf, qa, ga, query_expansion=True, rerank=True, k1=5, k2=2)
+    both = rank_by_action(qf, gf, qa, ga, query_expansion=True, rerank=True, rerank_k1=5, rerank_k2=2)
     assert [len(x) for x in both] == [len(x) for x in base]
 
 
@@ -186,8 +187,8 @@ def test_inverted_softmax_demotes_a_box_claimed_by_another_query():
         return np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
 
     qf, gf = circle(np.array([0.0, 1.0])), circle(np.array([0.6, -0.7, 3.0]))
-    plain = rank_by_action(qf, gf, [4, 4], [4, 4, 4], metric='cosine')
-    ism = rank_by_action(qf, gf, [4, 4], [4, 4, 4], metric='cosine', inverted_softmax=True)
+    plain = rank_by_action(qf, gf, [4, 4], [4, 4, 4], dist_metric='cosine')
+    ism = rank_by_action(qf, gf, [4, 4], [4, 4, 4], dist_metric='cosine', inverted_softmax=True)
     assert [r.tolist() for r in plain] == [[0, 1, 2], [0, 1, 2]]
     assert [r.tolist() for r in ism] == [[1, 0, 2], [0, 2, 1]]
 
@@ -195,7 +196,7 @@ def test_inverted_softmax_demotes_a_box_claimed_by_another_query():
 def test_inverted_softmax_matches_reference_formula_per_action():
     qf, gf, qp, gp, qa, ga = _data(seed=5, nq=30, ng=90, n_actions=4)
     t = 0.25
-    rankings = rank_by_action(qf, gf, qa, ga, metric='euclidean', inverted_softmax=True,
+    rankings = rank_by_action(qf, gf, qa, ga, dist_metric='euclidean', inverted_softmax=True,
                               inverted_softmax_temperature=t)
     plain = rank_by_action(qf, gf, qa, ga)
     assert any(not np.array_equal(a, b) for a, b in zip(rankings, plain))
@@ -209,7 +210,7 @@ def test_inverted_softmax_matches_reference_formula_per_action():
         for row, i in enumerate(qi):
             np.testing.assert_array_equal(rankings[i], gi[np.argsort(-prob[row], kind='stable')])
     # metrics through evaluate_soccernetv3 use the same rankings
-    res, ranked = evaluate_soccernetv3(qf, gf, qp, gp, qa, ga, metric='euclidean', inverted_softmax=True,
+    res, ranked = evaluate_soccernetv3(qf, gf, qp, gp, qa, ga, dist_metric='euclidean', inverted_softmax=True,
                                        inverted_softmax_temperature=t)
     for x, y in zip(ranked, rankings):
         np.testing.assert_array_equal(x, y)
