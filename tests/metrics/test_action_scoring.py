@@ -55,15 +55,15 @@ def _brute_force(qf, gf, q_actions, g_actions, metric, q_pids, g_pids):
     return rankings, stats
 
 
-def _data(seed, dtype, nq=90, ng=260, dim=9):
+def _data(seed, dtype, nq=150, ng=260, dim=9):
     """Integer features in [-2, 2] (many exact ties). Action ids are shuffled and interleaved (the action
-    segments are not consecutive rows, so the kernel gathers), with: one action of 20 queries (> 16: one gemm
+    segments are not consecutive rows, so the kernel gathers), with: one action of 70 queries (>= 64: one gemm
     for the action) and 150+ gallery items (longer than the counting sort's limit), actions with one query,
     actions whose queries have no gallery, actions with gallery but no query."""
     rng = np.random.default_rng(seed)
     ids = rng.permutation(1000)[:12] * 7 + 3                # arbitrary, unordered action ids
-    q_actions = np.concatenate([np.full(20, ids[0]), np.full(1, ids[1]), np.full(1, ids[2]),
-                                np.full(3, ids[3]), rng.choice(ids[4:10], nq - 25)])
+    q_actions = np.concatenate([np.full(70, ids[0]), np.full(1, ids[1]), np.full(1, ids[2]),
+                                np.full(3, ids[3]), rng.choice(ids[4:10], nq - 75)])
     g_actions = np.concatenate([np.full(150, ids[0]), np.full(4, ids[1]), np.full(2, ids[11]),
                                 rng.choice(np.concatenate([ids[2:3], ids[4:9]]), ng - 156)])  # ids[3], ids[9]: none
     q_actions = q_actions[rng.permutation(nq)]

@@ -312,7 +312,7 @@ class SoccerNetEvaluator(ReIDEvaluator):
             qf, gf = l2_normalise(qf, q_sq), l2_normalise(gf, g_sq)
             q_sq, g_sq = _row_sq(qf), _row_sq(gf)
 
-        qa, ga, num_actions = _joint_codes(q_actions, g_actions)
+        qa, ga, num_actions = _action_codes(q_actions, g_actions)
         q_order = np.argsort(qa, kind='stable')
         g_order = np.argsort(ga, kind='stable')       # gallery positions ascending inside each action
         q_count = np.bincount(qa, minlength=num_actions)
@@ -323,7 +323,7 @@ class SoccerNetEvaluator(ReIDEvaluator):
         np.cumsum(g_count[qa], out=offsets[1:])       # every query ranks its action's whole gallery
         qp = gp = None
         if q_pids is not None:
-            qp, gp, _ = _joint_codes(_labels(q_pids, 'q_pids', nq), _labels(g_pids, 'g_pids', ng))
+            qp, gp = _identity_codes(_labels(q_pids, 'q_pids', nq), _labels(g_pids, 'g_pids', ng))
 
         if opts.steps:
             flat = self._rank_with_steps(qf, gf, q_order, g_order, q_start, q_count, g_start, g_count, offsets, qa)
@@ -364,6 +364,24 @@ class SoccerNetEvaluator(ReIDEvaluator):
 
 def _row_sq(x: np.ndarray) -> np.ndarray:
     return np.einsum('ij,ij->i', x, x)
+
+
+def _action_codes(q_actions: np.ndarray, g_actions: np.ndarray):
+    """Action codes ``0..A-1`` shared by queries and gallery, and ``A``. SoccerNet's action indices are small
+    non-negative ints already: they are used as they are (empty codes in between cost nothing)."""
+    if q_actions.dtype.kind in 'iu' and g_actions.dtype.kind in 'iu' and q_actions.size and g_actions.size:
+        low = min(int(q_actions.min()), int(g_actions.min()))
+        high = max(int(q_actions.max()), int(g_actions.max()))
+        if low >= 0 and high < 4 * (q_actions.size + g_actions.size):
+            return q_actions.astype(np.int64, copy=False), g_actions.astype(np.int64, copy=False), high + 1
+    return _joint_codes(q_actions, g_actions)
+
+
+def _identity_codes(q_pids: np.ndarray, g_pids: np.ndarray):
+    """Identity labels as int64 values that are equal exactly when the labels are (only equality is used)."""
+    if q_pids.dtype.kind in 'iu' and g_pids.dtype.kind in 'iu':
+        return q_pids.astype(np.int64, copy=False), g_pids.astype(np.int64, copy=False)
+    return _joint_codes(q_pids, g_pids)[:2]
 
 
 # ----------------------------------------------------------------------------------------------------------

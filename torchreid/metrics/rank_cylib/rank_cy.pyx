@@ -258,10 +258,11 @@ from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 # per query. Measured at the SoccerNet valid-split scale (6.6 queries x 20 gallery items per action on
 # average, d 512) with scipy's OpenBLAS on its Haswell kernels: gemm packs both operands on every call, which
 # at these sizes costs more than the product (the dot products take 15 ms with one gemm per action, 10 ms with
-# one gemv per query, 9.5 ms with this split). Where OpenBLAS runs its small-matrix gemm (AVX-512 kernels,
-# no packing) one gemm per action would take 6 ms and this split 8.5 ms.
+# one gemv per query). Blocks above OpenBLAS's threading threshold also wake its thread pool, which then spins
+# on the other cores: with gemm from 17 queries on, the whole evaluation took 18.1 ms of wall time but 34 ms
+# of CPU time; with gemv up to 64 queries, 18.8 ms and 18.8 ms. So gemm is kept for the rare very large action.
 cdef enum:
-    _GEMM_MIN_QUERIES = 17
+    _GEMM_MIN_QUERIES = 64
 # Rows up to this length are ranked by counting (branch-free, O(n^2)); longer ones by the merge sort.
 cdef enum:
     _COUNT_SORT_MAX = 128
@@ -334,24 +335,16 @@ cdef inline int64_t _key64(double x) noexcept nogil:
     return b ^ ((b >> 63) & INT64_MAX)
 
 
-cdef void _count_rank32(const int32_t* key, int64_t* rank, Py_ssize_t n) noexcept nogil:
+ctypedef fused sort_key_t:
+    int32_t
+    int64_t
+
+
+cdef void _count_rank(const sort_key_t* key, int64_t* rank, Py_ssize_t n) noexcept nogil:
     """``rank[i]`` = position of entry ``i`` in the stable ascending order of ``key``: the number of smaller
     keys plus the number of equal keys before it. Branch-free loops the compiler vectorises."""
     cdef Py_ssize_t i, j
-    cdef int32_t ki, r
-    for i in range(n):
-        ki = key[i]
-        r = 0
-        for j in range(i):
-            r += key[j] <= ki
-        for j in range(i + 1, n):
-            r += key[j] < ki
-        rank[i] = r
-
-
-cdef void _count_rank64(const int64_t* key, int64_t* rank, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef int64_t ki, r
+    cdef sort_key_t ki, r     # the count in the key's width: same-width lanes vectorise best
     for i in range(n):
         ki = key[i]
         r = 0
@@ -369,11 +362,11 @@ cdef void _rank_row(real_t* row, int64_t* rank, int64_t* work, Py_ssize_t n) noe
         if real_t is float:
             for i in range(n):
                 (<int32_t*>work)[i] = _key32(row[i])
-            _count_rank32(<int32_t*>work, rank, n)
+            _count_rank(<int32_t*>work, rank, n)
         else:
             for i in range(n):
                 work[i] = _key64(row[i])
-            _count_rank64(work, rank, n)
+            _count_rank(work, rank, n)
     else:
         _stable_argsort(row, work, rank, n)     # work = order; then invert it into rank
         for i in range(n):
