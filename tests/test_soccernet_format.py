@@ -109,3 +109,44 @@ def test_missing_or_broken_ground_truth_file(tmp_path):
     (tmp_path / 'broken.json').write_text('{"query": ')
     with pytest.raises(GroundTruthError, match='not valid JSON'):
         read_ground_truth(str(tmp_path / 'broken.json'))
+
+
+def test_ranking_rule_reports_the_first_violation_in_the_official_order():
+    import numpy as np
+
+    from torchreid.soccernet_format import UnknownGalleryItemError, find_ranking_violation
+
+    # action 7: gallery positions 0, 1, 2; action 9: 3, 4; action 5 has no gallery
+    g_actions = np.array([7, 7, 7, 9, 9])
+    q_actions = np.array([7, 9, 7])
+    q_pids, g_pids = np.array([1, 2, 3]), np.array([1, 0, 3, 2, 5])
+
+    def check(lists, **kw):
+        offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])])
+        flat = np.array([x for r in lists for x in r], dtype=np.int64)
+        kw.setdefault('q_pids', q_pids)
+        return find_ranking_violation(offsets, flat, kw.pop('qa', q_actions), g_actions, g_pids=g_pids, **kw)
+
+    good = [[2, 0, 1], [4, 3], [0, 1, 2]]
+    assert check(good) is None
+    # per entry, in list order: a repeat before a foreign item is reported as the repeat
+    v = check([[0, 0, 3], [4, 3], [0, 1, 2]])
+    assert (v.query, v.kind, v.entry) == (0, 'duplicate', 1)
+    v = check([[0, 3, 0], [4, 3], [0, 1, 2]])
+    assert (v.query, v.kind, v.entry) == (0, 'other_action', 1)
+    v = check([[0, -1, 1], [4, 3], [0, 1, 2]])                 # -1: no gallery item
+    assert (v.kind, v.entry) == ('unknown', 1)
+    v = check(good, not_integer=np.array([0, 0, 0, 0, 1, 0, 0, 0], dtype=bool))
+    assert (v.query, v.kind, v.entry) == (1, 'not_integer', 4)
+    # queries in order: the first failing one wins, whatever comes later
+    v = check([[2, 0, 1], [4], [0, 0, 2]])
+    assert (v.query, v.kind, v.item) == (1, 'incomplete', 3)
+    v = check(good, present=np.array([True, True, False]))
+    assert (v.query, v.kind) == (2, 'missing')
+    v = check([[2, 0, 1], [], [0, 1, 2]], qa=np.array([7, 5, 7]))
+    assert (v.query, v.kind) == (1, 'no_gallery')
+    assert isinstance(v.error('x', str), UnknownGalleryItemError) and isinstance(v.error('x', str), KeyError)
+    # complete and in order, but query 1's identity (2) ranked nowhere in its list: no match
+    v = check(good, q_pids=np.array([1, 9, 3]))
+    assert (v.query, v.kind) == (1, 'no_match')
+    assert 'gallery item 3' in str(check([[2, 0, 1], [4], [0, 1, 2]]).error('q1', lambda p: f'gallery item {p}'))

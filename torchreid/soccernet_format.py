@@ -214,20 +214,35 @@ def check_ground_truth(data: Any, where: str = '<ground truth>', strict: bool = 
             raise GroundTruthError(f'{where}: "{subset}" must be an object keyed by bbox_idx')
         fields = GT_FIELDS if strict else GT_EVAL_FIELDS[subset]
         ints = [f for f in _INT_FIELDS if f in fields] if strict else ['bbox_idx'] if 'bbox_idx' in fields else []
-        for key, record in records.items():
-            if not isinstance(record, dict):
-                raise GroundTruthError(f'{where}: {subset}[{key!r}] must be an object, got {type(record).__name__}')
-            missing = [f for f in fields if f not in record]
-            if missing:
-                raise GroundTruthError(f'{where}: {subset}[{key!r}] lacks field(s) {", ".join(missing)}')
-            for field in ints:
-                if not isinstance(record[field], int) or isinstance(record[field], bool):
-                    raise GroundTruthError(
-                        f'{where}: {subset}[{key!r}].{field} must be an integer, got {record[field]!r}')
-            if 'bbox_idx' in ints and str(record['bbox_idx']) != key:
-                raise GroundTruthError(
-                    f'{where}: {subset} key {key!r} differs from its record bbox_idx {record["bbox_idx"]}')
+        # Whole-column checks first (a ground truth holds tens of thousands of records); only when one fails is
+        # each record looked at, to name the first bad one and what is wrong with it.
+        values = list(records.values())
+        required = set(fields)
+        ok = all(type(r) is dict for r in values) and all(required <= r.keys() for r in values)
+        for field in ints if ok else ():
+            column = [r[field] for r in values]
+            ok = (not column or set(map(type, column)) == {int}) and \
+                (field != 'bbox_idx' or list(map(str, column)) == list(records))
+            if not ok:
+                break
+        if not ok:
+            for key, record in records.items():
+                _check_record(record, key, subset, where, fields, ints)
     return data
+
+
+def _check_record(record: Any, key: str, subset: str, where: str, fields: Iterable[str],
+                  ints: Iterable[str]) -> None:
+    if not isinstance(record, dict):
+        raise GroundTruthError(f'{where}: {subset}[{key!r}] must be an object, got {type(record).__name__}')
+    missing = [f for f in fields if f not in record]
+    if missing:
+        raise GroundTruthError(f'{where}: {subset}[{key!r}] lacks field(s) {", ".join(missing)}')
+    for field in ints:
+        if type(record[field]) is not int:    # bool is an int subclass, and no index
+            raise GroundTruthError(f'{where}: {subset}[{key!r}].{field} must be an integer, got {record[field]!r}')
+    if 'bbox_idx' in ints and str(record['bbox_idx']) != key:
+        raise GroundTruthError(f'{where}: {subset} key {key!r} differs from its record bbox_idx {record["bbox_idx"]}')
 
 
 def read_ground_truth(path: str, strict: bool = True) -> Dict[str, Dict[str, dict]]:
@@ -289,6 +304,42 @@ class RankingViolation:
         return kind(f'ranking of query {query_name} {text}; {RANKING_RULE}')
 
 
+def _dense_codes(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray, int]:
+    """Shared codes ``0..K-1`` of two label arrays, and ``K``; small non-negative ints are their own codes."""
+    if a.dtype.kind in 'iu' and b.dtype.kind in 'iu':
+        both = np.concatenate([a, b])
+        if both.size == 0 or (both.min() >= 0 and both.max() < 4 * both.size):
+            return a.astype(np.int64, copy=False), b.astype(np.int64, copy=False), int(both.max(initial=-1)) + 1
+    uniq, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    inv = inv.reshape(-1)
+    return inv[:a.shape[0]], inv[a.shape[0]:], int(uniq.size)
+
+
+def _repeats(seg: np.ndarray, flat: np.ndarray, in_action: np.ndarray, g_codes: np.ndarray) -> np.ndarray:
+    """Per entry, True where the same gallery item stood earlier in the same query's list (entries outside
+    ``in_action``, the entries naming a gallery item of the query's own action, are never repeats: they break
+    the rule earlier)."""
+    repeat = np.zeros(flat.size, dtype=bool)
+    idx = np.flatnonzero(in_action)
+    if idx.size < 2:
+        return repeat
+    # An item's index inside its action's gallery: (query, that index) identifies an entry's item in a range
+    # small enough to count in O(n); the common case (no repeat) needs nothing more.
+    order = np.argsort(g_codes, kind='stable')
+    count = np.bincount(g_codes)
+    local = np.empty(g_codes.size, dtype=np.int64)
+    local[order] = np.arange(g_codes.size) - np.repeat(np.cumsum(count) - count, count)
+    width = int(count.max())
+    key = seg[idx] * width + local[flat[idx]]
+    if np.bincount(key).max() < 2:
+        return repeat
+    order = np.argsort(key, kind='stable')                 # equal keys keep list order: the first one stays
+    dup = np.zeros(idx.size, dtype=bool)
+    dup[order[1:]] = key[order[1:]] == key[order[:-1]]
+    repeat[idx] = dup
+    return repeat
+
+
 def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.ndarray, g_actions: np.ndarray,
                            present: Optional[np.ndarray] = None, not_integer: Optional[np.ndarray] = None,
                            q_pids: Optional[np.ndarray] = None,
@@ -315,37 +366,26 @@ def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.
     lengths = np.diff(offsets)
     seg = np.repeat(np.arange(nq, dtype=np.int64), lengths)
     present = np.ones(nq, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    q_codes, g_codes, num_actions = _dense_codes(q_actions, g_actions)
+    q_actions, g_actions = q_codes, g_codes
     bad_type = np.zeros(flat.size, dtype=bool) if not_integer is None else np.asarray(not_integer, dtype=bool)
 
     known = (flat >= 0) & (flat < ng) & ~bad_type
-    repeat = np.zeros(flat.size, dtype=bool)
-    if known.any():
-        idx = np.flatnonzero(known)
-        key = seg[idx] * max(ng, 1) + flat[idx]
-        order = np.argsort(key, kind='stable')                 # equal keys keep list order: the first stays
-        dup = np.zeros(idx.size, dtype=bool)
-        dup[order[1:]] = key[order[1:]] == key[order[:-1]]
-        repeat[idx] = dup
     foreign = np.zeros(flat.size, dtype=bool)
     foreign[known] = g_actions[flat[known]] != q_actions[seg[known]]
-    # Each entry's first broken check, in the official per-entry order.
-    code = np.select([bad_type, repeat, ~known, foreign], [1, 2, 3, 4], 0)
-    entry_kinds = (None, 'not_integer', 'duplicate', 'unknown', 'other_action')
+    repeat = _repeats(seg, flat, known & ~foreign, g_codes)
+    bad_entry = ~known | repeat | foreign                     # not an integer implies not known
 
-    # q_actions / g_actions codes may be any ints: count the gallery per action through shared codes.
-    uniq, inv = np.unique(np.concatenate([q_actions, g_actions]), return_inverse=True)
-    inv = inv.reshape(-1)
-    q_codes, g_codes = inv[:nq], inv[nq:]
-    g_count = np.bincount(g_codes, minlength=uniq.size)
+    g_count = np.bincount(g_codes, minlength=num_actions)
     bad_entry_query = np.zeros(nq, dtype=bool)
-    bad_entry_query[seg[code > 0]] = True
+    bad_entry_query[seg[bad_entry]] = True
     no_gallery = g_count[q_codes] == 0
     incomplete = lengths != g_count[q_codes]
     no_match = np.zeros(nq, dtype=bool)
     if q_pids is not None and g_pids is not None:
         q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
         hits = np.zeros(flat.size, dtype=bool)
-        ok = known & ~foreign
+        ok = ~bad_entry
         hits[ok] = g_pids[flat[ok]] == q_pids[seg[ok]]
         no_match = np.bincount(seg[hits], minlength=nq) == 0
     failing = ~present | bad_entry_query | no_gallery | incomplete | no_match
@@ -355,9 +395,11 @@ def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.
     if not present[q]:
         return RankingViolation(q, 'missing')
     if bad_entry_query[q]:
-        s, e = int(offsets[q]), int(offsets[q + 1])
-        first = s + int(np.flatnonzero(code[s:e])[0])
-        return RankingViolation(q, entry_kinds[code[first]], entry=first)
+        first = int(offsets[q]) + int(np.flatnonzero(bad_entry[offsets[q]:offsets[q + 1]])[0])
+        # the entry's first broken check, in the official per-entry order
+        kind = ('not_integer' if bad_type[first] else 'duplicate' if repeat[first] else
+                'unknown' if not known[first] else 'other_action')
+        return RankingViolation(q, kind, entry=first)
     if no_gallery[q]:
         return RankingViolation(q, 'no_gallery')
     if incomplete[q]:

@@ -177,13 +177,27 @@ def _flatten_submission(rankings: Mapping[str, Any], q_keys: Sequence[str], g_id
         unknown = np.array([type(x) is not int or not -2 ** 63 <= x < 2 ** 63 for x in raw], dtype=bool)
     else:
         unknown = np.zeros(values.size, dtype=bool)
-    # gallery list position of every ranked id (any int ids: sparse or negative ones too)
+    return present, offsets, _gallery_positions(values, unknown, g_ids), not_integer, raw
+
+
+def _gallery_positions(values: np.ndarray, unknown: np.ndarray, g_ids: np.ndarray) -> np.ndarray:
+    """The gallery list position of every ranked id, -1 for an id that is no gallery item."""
+    positions = np.full(values.size, -1, dtype=np.int64)
+    if not g_ids.size:
+        return positions
+    if g_ids.min() >= 0 and g_ids.max() < 4 * g_ids.size + 1024:     # dense ids (bbox_idx 0..N-1): a table
+        table = np.full(int(g_ids.max()) + 1, -1, dtype=np.int64)
+        table[g_ids] = np.arange(g_ids.size)
+        inside = ~unknown & (values >= 0) & (values < table.size)
+        positions[inside] = table[values[inside]]
+        return positions
+    # any other int ids (sparse, negative): a binary search
     sorter = np.argsort(g_ids, kind='stable')
     g_sorted = g_ids[sorter]
-    at = np.minimum(np.searchsorted(g_sorted, values), max(g_ids.size - 1, 0))
-    found = ~unknown & (g_sorted[at] == values) if g_ids.size else np.zeros(values.size, dtype=bool)
-    positions = np.where(found, sorter[at] if g_ids.size else -1, -1).astype(np.int64)
-    return present, offsets, positions, not_integer, raw
+    at = np.minimum(np.searchsorted(g_sorted, values), g_ids.size - 1)
+    found = ~unknown & (g_sorted[at] == values)
+    positions[found] = sorter[at[found]]
+    return positions
 
 
 def _group_scores(mask, ap, inp, first) -> Dict[str, float]:
