@@ -183,16 +183,3 @@ def test_feature_extractor_matches_engine_extraction(dm_valid, tmp_path):
                                  device='cpu', verbose=False)
     expected = extractor([r[0] for r in loader.dataset.data])
     torch.testing.assert_close(feats, expected, atol=1e-5, rtol=1e-5)
-
-
-def test_eval_options_validation():
-    with pytest.raises(ValueError, match='dist_metric'):
-        EvalOptions(dist_metric='manhattan')
-    with pytest.raises(ValueError, match='ranks'):
-        EvalOptions(ranks=[0, 1])
-    with pytest.raises(ValueError, match='eval_metric'):
-        EvalOptions(eval_metric='market')
-    for bad in (0, -0.5, float('nan'), float('inf')):
-        with pytest.raises(ValueError, match='inverted_softmax_temperature'):
-            EvalOptions(inverted_softmax_temperature=bad)
-    assert EvalOptions(ranks=5).ranks == (5,)

@@ -9,7 +9,7 @@ import torch
 
 from torchreid.metrics import (EVAL_METRICS, InvertedSoftmax, KReciprocalRerank, OptionError, QueryExpansion,
                                RankingBlock, RankingOptions, RankingStep, build_evaluator, rank_by_action,
-                               ranking_steps, register_ranking_step, unregister_ranking_step)
+                               ranking_steps, register_ranking_step)
 from torchreid.metrics.evaluator import FeatureSet
 
 

@@ -4,6 +4,7 @@ from typing import Any, Dict, Union
 import torch
 import torch.nn as nn
 
+from torchreid import metrics
 from torchreid.losses import CrossEntropyLoss
 
 from .engine import Engine
@@ -11,11 +12,9 @@ from .engine import Engine
 __all__ = ['ImageSoftmaxEngine', 'accuracy']
 
 
-def accuracy(logits, targets):
-    """Top-1 accuracy (a float in [0, 1]) of ``logits`` (or the first of several heads)."""
-    if isinstance(logits, (tuple, list)):
-        logits = logits[0]
-    return (logits.detach().argmax(dim=1) == targets).float().mean().item()
+def accuracy(logits: Any, targets: torch.Tensor) -> float:
+    """Top-1 accuracy (a float in [0, 1]) of ``logits`` (or the first of several heads), for the logs."""
+    return metrics.accuracy(logits, targets)[0].item() / 100.0
 
 
 class ImageSoftmaxEngine(Engine):

@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import logging
 import math
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 from scipy.special import logsumexp
