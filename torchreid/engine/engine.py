@@ -14,6 +14,7 @@ training randomness (the RNG states are put back after each test), so an interru
 the same weights as an uninterrupted one.
 """
 import contextlib
+import dataclasses
 import datetime
 import logging
 import math
@@ -387,7 +388,7 @@ class Engine:
                     logger.warning('The checkpoint tracked the best %s; this run tracks %s from scratch',
                                    self.checkpoint_metric, train.checkpoint_metric)
                     self.checkpoint_metric, self.best_metric, self.best_epoch = train.checkpoint_metric, None, None
-                train = TrainOptions(**{**train.__dict__, 'start_epoch': start})
+                train = dataclasses.replace(train, start_epoch=start)
             if test_only:
                 results = self.test(options, final=True)
                 self._log_results_table(results)

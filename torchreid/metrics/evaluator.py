@@ -266,7 +266,7 @@ class MarketEvaluator(ReIDEvaluator):
             qt, gt = F.normalize(qt, p=2, dim=1), F.normalize(gt, p=2, dim=1)
         distmat = compute_distance_matrix(qt, gt, opts.dist_metric).numpy()
         if opts.steps:
-            block = RankingBlock(qt.numpy(), gt.numpy(), opts.dist_metric, normalised=opts.normalises,
+            block = RankingBlock(qt.numpy(), gt.numpy(), opts.dist_metric, normalised=opts.normalize_feature,
                                  dist=distmat, pairwise=_torch_pairwise)
             distmat = apply_steps(block, opts.steps)
         if q_pids is None:
