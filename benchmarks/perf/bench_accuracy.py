@@ -5,8 +5,8 @@
 Every run goes through the baseline's ``main()`` (benchmarks/baseline/main.py) with the same data, network,
 image size and number of epochs; the synthetic 'demo' set is generated under ``--root`` when missing. Scores
 are the same-action SoccerNet-v3 metric on the valid and test splits. Six epochs from scratch on ~4k images
-are noisy (the demo recipe's test mAP moved by 15 points between seeds), so every run is repeated with each of
-``--seeds`` and the comparisons are made seed by seed (same seed side by side) and on the mean.
+are noisy (the same recipe scores very differently from one seed to the next), so every run is repeated with
+each of ``--seeds`` and the comparisons are made seed by seed (same seed side by side) and on the mean.
 
 Comparisons (each printed with the ratio of test mAP):
 
@@ -25,7 +25,7 @@ Comparisons (each printed with the ratio of test mAP):
    the strong recipe without warm-up. The synthetic games reuse players across actions under new uids, as
    the real data does, so plain P x K may put the same player under two labels into one batch.
 
-Results on the demo set are reported honestly, as measured; see the project README for the figures.
+Results on the demo set are reported honestly, as measured; the figures are in docs/results.md.
 """
 import argparse
 import contextlib
@@ -138,8 +138,8 @@ def main(argv=None):
         'demo recipe, trained (plain P x K)': (DEMO, [], 'demo', None),
         organisers: (ORGANISERS, adapted, 'organisers', None),
         'strong recipe (adapted)': (STRONG, adapted, 'strong', None),
-        # From scratch there are no pretrained weights for the warm-up to protect (it cost 7.8 test mAP
-        # points on average over seeds 1-5, every seed): the same recipe without it, as a second row.
+        # From scratch there are no pretrained weights for the warm-up to protect (it cost test mAP on
+        # every seed; docs/results.md): the same recipe without it, as a second row.
         strong_nowarmup: (STRONG, adapted + ['train.warmup_epochs', '0'], 'strong_nowarmup', None),
         'strong recipe (adapted), no warm-up, without its re-ranking':
             (STRONG, adapted + ['test.inverted_softmax', 'False'], 'strong_nowarmup_plain', strong_nowarmup),

@@ -5,9 +5,10 @@ backward, Adam step) and of ``Engine.extract_features`` (inference mode) on rand
 is not part of the figure. Every mode runs side by side in one process; ratios are against fp32.
 
 On a CPU without native bf16 (no AVX512-BF16 / AMX, e.g. an AVX2 machine) bf16 autocast is emulated and
-15-50x slower than fp32: a configuration whose first call takes longer than ``--max-seconds`` is timed on
-that single call (marked ``*`` in the table) instead of a warm-up plus timed calls, so the default run takes
-about 3 minutes on a 2-core AVX2 machine; ``--modes fp32 channels_last`` skips the bf16 rows.
+much slower than fp32 (figures: docs/results.md): a configuration whose first call takes longer than
+``--max-seconds`` is timed on that single call (marked ``*`` in the table) instead of a warm-up plus timed
+calls, so the default run takes about 3 minutes on a 2-core AVX2 machine; ``--modes fp32 channels_last``
+skips the bf16 rows.
 
     python benchmarks/perf/bench_train.py                       # CPU, batch 8, 256x128
     python benchmarks/perf/bench_train.py --device cuda --batch-size 64 --modes fp32 bf16 fp16 channels_last bf16+cl

@@ -149,11 +149,11 @@ class RandomActionSampler(_EpochSampler):
     group has >= 2 identities except, rarely, a last one of a single identity.
 
     ``num_pids_per_action=None`` fills a batch from as few actions as possible (up to P identities of
-    one action). Several actions per batch train better: measured on the synthetic demo set
+    one action). Several actions per batch train better: on the synthetic demo set
     (benchmarks/perf/bench_accuracy.py), whole-action batches, whose BatchNorm statistics and negatives
-    all come from one scene, scored far below plain P x K sampling; groups of 4 identities from
-    several actions, with the action-aware triplet, scored 2.5 test mAP above plain P x K with the plain
-    triplet in the strong recipe (configs/strong.yaml), on 4 of 5 seeds.
+    all come from one scene, scored far below plain P x K sampling, and groups of 4 identities from
+    several actions, with the action-aware triplet, scored above plain P x K with the plain triplet in
+    the strong recipe (configs/strong.yaml). Figures: docs/results.md.
     """
 
     def __init__(self, data_source: Records, batch_size: int, num_instances: int,

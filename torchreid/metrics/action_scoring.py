@@ -5,7 +5,7 @@ squared row norms, the action grouping and the output offsets) and returns every
 per-query metric sums when identities are given. Two implementations, one contract:
 
 * the compiled kernel ``rank_cy.score_by_action`` (built by ``pip install -e .``): one pass over the actions
-  with no Python per action: the dot products from BLAS (one gemm for an action of 17 queries or more, one
+  with no Python per action: the dot products from BLAS (one gemm for an action of 64 queries or more, one
   gemv per query below that, which is faster at SoccerNet's sizes), reading the rows in place when the
   action's rows are consecutive and gathering them into a reused buffer otherwise; then distances, stable
   sort and metrics;

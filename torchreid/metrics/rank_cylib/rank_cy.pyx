@@ -255,12 +255,11 @@ from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 # An action with at least this many queries gets one gemm for its [nq_a, ng_a] block; smaller ones get one gemv
-# per query. Measured at the SoccerNet valid-split scale (6.6 queries x 20 gallery items per action on
-# average, d 512) with scipy's OpenBLAS on its Haswell kernels: gemm packs both operands on every call, which
-# at these sizes costs more than the product (the dot products take 15 ms with one gemm per action, 10 ms with
-# one gemv per query). Blocks above OpenBLAS's threading threshold also wake its thread pool, which then spins
-# on the other cores: with gemm from 17 queries on, the whole evaluation took 18.1 ms of wall time but 34 ms
-# of CPU time; with gemv up to 64 queries, 18.8 ms and 18.8 ms. So gemm is kept for the rare very large action.
+# per query. At the SoccerNet valid-split scale (6.6 queries x 20 gallery items per action on average, d 512)
+# with scipy's OpenBLAS, gemm packs both operands on every call, which at these sizes costs more than the
+# product, and blocks above OpenBLAS's threading threshold wake its thread pool, which then spins on the other
+# cores (CPU time well above wall time). So gemm is kept for the rare very large action. Figures:
+# docs/results.md.
 cdef enum:
     _GEMM_MIN_QUERIES = 64
 # Rows up to this length are ranked by counting (branch-free, O(n^2)); longer ones by the merge sort.
@@ -381,7 +380,7 @@ def score_by_action(const real_t[:, ::1] qf, const real_t[:, ::1] gf, const real
     """Rank every query's own-action gallery (and score it) in one pass over the actions, no Python inside.
 
     Per action: the dot products of its queries with its gallery from BLAS (one gemm for the action when it
-    has more than 16 queries, one gemv per query otherwise: faster at SoccerNet's sizes, where gemm's
+    has 64 queries or more, one gemv per query otherwise: faster at SoccerNet's sizes, where gemm's
     packing dominates), reading the rows in place when the action's list positions are consecutive and
     gathering them into a reused buffer otherwise; then per query the distances, a stable sort, the ranking
     written at the query's offset and its metric statistics.
