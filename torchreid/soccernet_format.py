@@ -342,7 +342,7 @@ def _repeats(seg: np.ndarray, flat: np.ndarray, in_action: np.ndarray, g_codes: 
 
 def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.ndarray, g_actions: np.ndarray,
                            present: Optional[np.ndarray] = None, not_integer: Optional[np.ndarray] = None,
-                           q_pids: Optional[np.ndarray] = None,
+                           bools: Optional[np.ndarray] = None, q_pids: Optional[np.ndarray] = None,
                            g_pids: Optional[np.ndarray] = None) -> Optional[RankingViolation]:
     """The first violation of :data:`RANKING_RULE`, or None when every ranking obeys it.
 
@@ -352,6 +352,9 @@ def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.
         q_actions, g_actions: int action codes of every query / gallery item.
         present: bool ``[nq]``, False where a query has no ranking at all (default: all present).
         not_integer: bool per entry, True where the submitted item is not an integer.
+        bools: bool per entry, True where the item is a Python ``bool``: it passes the integer check and
+            equals 0 / 1 (``flat`` holds the position of gallery id 0 / 1, or -1), so it repeats an earlier 0 / 1,
+            but it names no gallery item.
         q_pids, g_pids: int identity codes; when given, a query whose action holds no item of its identity
             is a violation (``no_match``).
 
@@ -370,11 +373,15 @@ def find_ranking_violation(offsets: np.ndarray, flat: np.ndarray, q_actions: np.
     q_actions, g_actions = q_codes, g_codes
     bad_type = np.zeros(flat.size, dtype=bool) if not_integer is None else np.asarray(not_integer, dtype=bool)
 
-    known = (flat >= 0) & (flat < ng) & ~bad_type
-    foreign = np.zeros(flat.size, dtype=bool)
-    foreign[known] = g_actions[flat[known]] != q_actions[seg[known]]
-    repeat = _repeats(seg, flat, known & ~foreign, g_codes)
-    bad_entry = ~known | repeat | foreign                     # not an integer implies not known
+    is_bool = np.zeros(flat.size, dtype=bool) if bools is None else np.asarray(bools, dtype=bool)
+    in_range = (flat >= 0) & (flat < ng) & ~bad_type
+    same_action = np.zeros(flat.size, dtype=bool)
+    same_action[in_range] = g_actions[flat[in_range]] == q_actions[seg[in_range]]
+    known = in_range & ~is_bool
+    foreign = known & ~same_action
+    # A bool equal to an item listed earlier is that item's repeat; otherwise it names no gallery item.
+    repeat = _repeats(seg, flat, in_range & same_action, g_codes)
+    bad_entry = ~known | repeat | foreign                     # not an integer, or a bool: not known
 
     g_count = np.bincount(g_codes, minlength=num_actions)
     bad_entry_query = np.zeros(nq, dtype=bool)

@@ -168,17 +168,31 @@ def _check_eval_metric_compat(cfg, datamanager):
 
 
 def tested_checkpoint(cfg):
-    """``(path, checkpoint)`` of a test-only run's self-describing checkpoint, or ``(path or '', None)``."""
+    """``(path, checkpoint)`` of a test-only run's self-describing checkpoint, or ``(path or '', None)``.
+
+    A file that does not describe its model (a Torchreid checkpoint, a bare state dict, one the safe loader
+    refuses) is loaded the way it always was: into the model the configuration names.
+    """
     path = cfg.model.load_weights or (cfg.model.resume if cfg.test.evaluate else '')
     if not cfg.test.evaluate or not path:
         return path, None
+    from torchreid.models import CheckpointError, ModelSpec
     from torchreid.utils import load_checkpoint
 
-    checkpoint = load_checkpoint(path)
+    try:
+        checkpoint = load_checkpoint(path)
+    except RuntimeError as exc:
+        logger.info('%s is not a self-describing checkpoint (%s): the model is built from the configuration',
+                    path, exc)
+        return path, None
     if not isinstance(checkpoint, dict) or not checkpoint.get('model_spec'):
         logger.info('%s does not describe its model: the model is built from the configuration (%s)', path,
                     cfg.model.name)
         return path, None
+    try:
+        ModelSpec.from_dict(checkpoint['model_spec'])
+    except ValueError as exc:
+        raise CheckpointError(f'checkpoint "{path}": invalid model_spec: {exc}') from None
     return path, checkpoint
 
 

@@ -190,3 +190,25 @@ def test_test_only_rebuilds_the_model_the_checkpoint_describes(trained, tiny_roo
     assert (cfg.model.name, cfg.model.bnneck, cfg.data.height, cfg.data.width) == ('osnet_x0_25', True, 64, 32)
     assert again['targets']['soccernetv3']['mAP'] == pytest.approx(out['targets']['soccernetv3']['mAP'], abs=1e-9)
     assert any('data.height' in r.getMessage() and '96' in r.getMessage() for r in caplog.records)
+
+
+def test_test_only_with_a_torchreid_checkpoint_or_a_broken_description(trained, tiny_root, tmp_path):
+    """A Torchreid file (a NumPy scalar in it: the safe loader refuses it) is loaded as before into the model the
+    configuration names; a checkpoint whose model_spec is malformed is one clear error naming the file."""
+    import numpy as np
+
+    from torchreid.models import CheckpointError
+    from torchreid.utils import load_checkpoint
+
+    out, _ = trained
+    ckpt = load_checkpoint(out['checkpoints'][-1][1])
+    legacy = str(tmp_path / 'torchreid.pth.tar')
+    torch.save({'state_dict': ckpt['state_dict'], 'epoch': 1, 'rank1': np.float64(0.5)}, legacy)
+    again = load_main().main(tiny_argv(tiny_root, str(tmp_path / 'legacy'), 'test.evaluate', 'True',
+                                       'model.load_weights', legacy, 'test.visrank', 'False'))
+    assert again['targets']['soccernetv3']['mAP'] == pytest.approx(out['targets']['soccernetv3']['mAP'], abs=1e-9)
+    broken = str(tmp_path / 'broken.pth.tar')
+    torch.save(dict(ckpt, model_spec={'name': 'osnet_x0_25'}), broken)
+    with pytest.raises(CheckpointError, match=r'broken\.pth\.tar.*model_spec'):
+        load_main().main(tiny_argv(tiny_root, str(tmp_path / 'broken'), 'test.evaluate', 'True',
+                                   'model.load_weights', broken))

@@ -150,6 +150,9 @@ def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path)
     assert len(os.listdir(tmp_path / 'visrank_market')) == 1
     with pytest.raises(ValueError, match='query_expansion'):
         engine.test(query_expansion=True)
+    with pytest.raises(ValueError, match='query_expansion'):   # refused before any epoch is trained
+        engine.run(save_dir=str(tmp_path / 'refused'), max_epoch=1, query_expansion=True)
+    assert engine.history == []
     with pytest.raises(ValueError, match='inverted_softmax is implemented for soccernetv3 .per-action. targets only'):
         engine.test(inverted_softmax=True)
     # re-ranking on the full matrix runs and gives a valid metric

@@ -130,3 +130,18 @@ def test_a_new_step_is_one_class(toy_ranking_step):
 
             def __call__(self, block):
                 return block
+
+
+def test_registering_a_step_again_keeps_its_place_and_query_expansion_refuses_set_distances(toy_ranking_step):
+    order = [cls.key for cls in ranking_steps()]
+    register_ranking_step(QueryExpansion)
+    assert [cls.key for cls in ranking_steps()] == order
+    # a step that sets distances, put before query expansion: its work would be lost silently; refused instead
+    from torchreid.metrics import unregister_ranking_step
+
+    unregister_ranking_step(toy_ranking_step.key)
+    register_ranking_step(toy_ranking_step, before='query_expansion')
+    rng = np.random.default_rng(1)
+    with pytest.raises(ValueError, match='query_expansion runs on features'):
+        rank_by_action(rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), [0, 0, 0], [0] * 5,
+                       toy_farthest_first=True, query_expansion=True)

@@ -92,6 +92,11 @@ def _mutations(gt, rk):
     r = dict(rk); r[q0] = [str(rk[q0][0])] + rk[q0][1:]; out.append(('string id', r, gt))
     r = dict(rk); r[q0] = rk[q0] + [999999]; out.append(('unknown gallery id', r, gt))
     r = dict(rk); r[q0] = rk[q0] + [True]; out.append(('bool id', r, gt))
+    r = dict(rk); r[q0] = [False] + rk[q0]; out.append(('bool first', r, gt))
+    assert 0 in rk[q0]
+    r = dict(rk); r[q0] = rk[q0] + [False]; out.append(('bool equal to an id listed earlier', r, gt))
+    r = dict(rk); r[q0] = 0; out.append(('int instead of a list', r, gt))
+    r = dict(rk); r[q0] = None; out.append(('null instead of a list', r, gt))
     bad_gt = json.loads(json.dumps(gt)); bad_gt['query'][q0]['person_uid'] = -5
     out.append(('query without match', rk, bad_gt))
     return out
@@ -108,6 +113,7 @@ def test_refusals_match_official(tmp_path):
             evaluate_ranking_file(rs_path, gt_path)
         # the official type, or a subclass of it (an unknown gallery id is a KeyError that is also a ValueError)
         assert isinstance(ours.value, type(off.value)), (name, off.value, ours.value)
+        assert isinstance(ours.value, KeyError) == isinstance(off.value, KeyError), (name, off.value, ours.value)
         assert type(off.value) in (ValueError, TypeError, KeyError), name
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from torchreid.__version__ import __version__
 from torchreid.utils.checkpoint import load_checkpoint, restore_checkpoint_state, save_checkpoint
+from torchreid.utils.model_utils import unwrap_model
 from torchreid.utils.tools import get_rng_state
 
 __all__ = ['Checkpointer', 'ModelSlot', 'SELF_DESCRIPTION_KEYS']
@@ -95,7 +96,7 @@ class Checkpointer:
         paths = {}
         for name, slot in slots.items():
             state = {
-                'state_dict': slot.model.state_dict(),
+                'state_dict': unwrap_model(slot.model).state_dict(),
                 'epoch': int(epochs_done),
                 'optimizer': slot.optimizer.state_dict() if slot.optimizer is not None else None,
                 'scheduler': slot.scheduler.state_dict() if slot.scheduler is not None else None,

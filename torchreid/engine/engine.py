@@ -132,6 +132,7 @@ class Engine:
         self._models: Dict[str, nn.Module] = OrderedDict()
         self._optims: Dict[str, Any] = OrderedDict()
         self._scheds: Dict[str, Any] = OrderedDict()
+        self._attribute_slot = False  # the 'model' slot was made by setting self.model, not by register_model
 
     # ------------------------------------------------------------------ registry (Torchreid API)
     @property
@@ -142,10 +143,14 @@ class Engine:
     def register_model(self, name: str = _DEFAULT_SLOT, model: Optional[nn.Module] = None,
                        optim: Optional[torch.optim.Optimizer] = None, sched: Any = None) -> None:
         """Register a model with its optimizer and scheduler; the model is moved to the engine's device."""
-        if self.__dict__.get('_models') is None:
-            raise AttributeError('call super().__init__() before register_model()')
+        self._require_init('register_model()')
         if model is None or not isinstance(model, nn.Module):
             raise TypeError(f'register_model({name!r}): model must be an nn.Module, got {type(model).__name__}')
+        if name != _DEFAULT_SLOT and self._attribute_slot and self._models.get(_DEFAULT_SLOT) is model:
+            # Torchreid code sets self.model before registering the same model under its own name: one slot.
+            for registry in (self._models, self._optims, self._scheds):
+                registry.pop(_DEFAULT_SLOT, None)
+        self._attribute_slot = False
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -156,6 +161,10 @@ class Engine:
     # Torchreid's engines keep ``self.model``, ``self.optimizer`` and ``self.scheduler``: here they are views of
     # the registry's 'model' slot (the only model when one is registered under another name), so there is one
     # copy of the state.
+    def _require_init(self, what: str) -> None:
+        if '_models' not in self.__dict__:
+            raise AttributeError(f'call super().__init__() before {what}')
+
     def _slot_name(self) -> str:
         if _DEFAULT_SLOT in self._models or len(self._models) != 1:
             return _DEFAULT_SLOT
@@ -167,10 +176,15 @@ class Engine:
 
     @model.setter
     def model(self, model: Optional[nn.Module]) -> None:
+        self._require_init('setting self.model')
         if model is None:
-            self._models.pop(_DEFAULT_SLOT, None)
+            for registry in (self._models, self._optims, self._scheds):
+                registry.pop(_DEFAULT_SLOT, None)
             return
+        if any(registered is model for registered in self._models.values()):
+            return                                   # already registered (under any name): nothing to add
         self.register_model(_DEFAULT_SLOT, model, self._optims.get(_DEFAULT_SLOT), self._scheds.get(_DEFAULT_SLOT))
+        self._attribute_slot = True
 
     @property
     def optimizer(self) -> Optional[torch.optim.Optimizer]:
@@ -178,6 +192,7 @@ class Engine:
 
     @optimizer.setter
     def optimizer(self, optimizer: Optional[torch.optim.Optimizer]) -> None:
+        self._require_init('setting self.optimizer')
         self._optims[self._slot_name()] = optimizer
 
     @property
@@ -186,6 +201,7 @@ class Engine:
 
     @scheduler.setter
     def scheduler(self, scheduler: Any) -> None:
+        self._require_init('setting self.scheduler')
         self._scheds[self._slot_name()] = scheduler
 
     def get_model_names(self, names: Names = None) -> List[str]:
@@ -393,6 +409,7 @@ class Engine:
                 results = self.test(options, final=True)
                 self._log_results_table(results)
                 return results
+            self._check_evaluation(options)
             self.checkpointer = self._checkpointer(save_dir, train.keep_last)
             return self._train_loop(train, options)
         finally:
@@ -580,13 +597,22 @@ class Engine:
             return ordered + [n for n in names if n not in ordered]
         return names
 
+    def _build_evaluator(self, name: str, query_set, opts: EvalOptions) -> metrics.ReIDEvaluator:
+        """The evaluator of target ``name``: the protocol its dataset declares (or the one forced)."""
+        eval_metric = metrics.resolve_eval_metric(getattr(query_set, 'eval_metric', None), opts.eval_metric,
+                                                  opts.use_metric_cuhk03, target=name)
+        return metrics.build_evaluator(eval_metric, opts.ranking, max_rank=opts.max_rank, use_cython=opts.use_cython)
+
+    def _check_evaluation(self, opts: EvalOptions) -> None:
+        """Build every target's evaluator once before training: an option a protocol refuses fails at once,
+        not after the last epoch."""
+        for name in self._target_names() if self.test_loader else ():
+            self._build_evaluator(name, self.test_loader[name]['query'].dataset, opts)
+
     def _evaluate_target(self, name: str, query_loader, gallery_loader, opts: EvalOptions, final: bool) -> dict:
         qset, gset = query_loader.dataset, gallery_loader.dataset
-        eval_metric = metrics.resolve_eval_metric(getattr(qset, 'eval_metric', None), opts.eval_metric,
-                                                  opts.use_metric_cuhk03, target=name)
         # Built before the features are extracted: an option the protocol refuses fails at once.
-        evaluator = metrics.build_evaluator(eval_metric, opts.ranking, max_rank=opts.max_rank,
-                                            use_cython=opts.use_cython)
+        evaluator = self._build_evaluator(name, qset, opts)
         hidden = bool(getattr(qset, 'hidden_labels', False))
 
         t0 = time.time()

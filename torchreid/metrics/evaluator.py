@@ -53,7 +53,7 @@ class FeatureSet:
     camids: Any
 
     def __len__(self) -> int:
-        return int(self.features.shape[0])
+        return len(self.features)
 
 
 class Rankings(SequenceABC):
@@ -146,7 +146,7 @@ def _features(x, name: str) -> np.ndarray:
         raise ValueError(f'{name} must be 2-D [num_samples, feature_dim], got shape {x.shape}')
     if x.dtype.kind != 'f' or x.dtype.itemsize < 4:   # ints, half precision: rank in float32
         x = x.astype(np.float32)
-    return x
+    return np.ascontiguousarray(x)                    # reversed / strided views too (torch needs them plain)
 
 
 class ReIDEvaluator:
@@ -156,7 +156,8 @@ class ReIDEvaluator:
         options: how to rank (:class:`~torchreid.metrics.ranking.RankingOptions`; default: plain squared
             Euclidean distance).
         max_rank: length of the CMC curve.
-        use_cython: use the compiled code where it is built (same results, faster).
+        use_cython: use the compiled code where it is built (faster; the same results up to near-ties, see
+            :mod:`~torchreid.metrics.action_scoring`).
     """
 
     eval_metric: ClassVar[str] = ''
@@ -379,7 +380,7 @@ def _action_codes(q_actions: np.ndarray, g_actions: np.ndarray):
 
 def _identity_codes(q_pids: np.ndarray, g_pids: np.ndarray):
     """Identity labels as int64 values that are equal exactly when the labels are (only equality is used)."""
-    if q_pids.dtype.kind in 'iu' and g_pids.dtype.kind in 'iu':
+    if q_pids.dtype.kind == g_pids.dtype.kind and q_pids.dtype.kind in 'iu':   # -1 must not meet 2**64 - 1
         return q_pids.astype(np.int64, copy=False), g_pids.astype(np.int64, copy=False)
     return _joint_codes(q_pids, g_pids)[:2]
 
@@ -402,7 +403,8 @@ def rank_by_action(qf: Any, gf: Any, q_actions: Any, g_actions: Any, options: Op
         q_actions, g_actions: action index of every query / gallery item.
         options: :class:`~torchreid.metrics.ranking.RankingOptions`; or flat options as keywords
             (``dist_metric='cosine'``, ``rerank=True``, ``qe_k=5``, ``inverted_softmax=True``, ...).
-        use_cython: use the compiled path when built (same rankings).
+        use_cython: use the compiled path when built (the same rankings up to near-ties, see
+            :mod:`~torchreid.metrics.action_scoring`).
 
     Returns:
         :class:`Rankings`: per query, int64 gallery LIST POSITIONS of the query's action, best first (stable:

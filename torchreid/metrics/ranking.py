@@ -174,6 +174,8 @@ def register_ranking_step(cls: Optional[Type[RankingStep]] = None, *, before: Op
             raise ValueError(f'register_ranking_step: {step_cls.__name__} reuses option name(s) {clashes}')
         if before is not None and before not in _STEPS:
             raise ValueError(f'register_ranking_step: before={before!r} is not a registered step ({list(_STEPS)})')
+        if _STEPS.get(key) is step_cls and before is None:
+            return step_cls                              # registered again: it keeps its place
         items = [(k, v) for k, v in _STEPS.items() if k != key]
         at = len(items) if before is None else [k for k, _ in items].index(before)
         items.insert(at, (key, step_cls))
@@ -238,6 +240,11 @@ class QueryExpansion(RankingStep):
         object.__setattr__(self, 'alpha', _number(names['alpha'], self.alpha, 0.0))
 
     def __call__(self, block: RankingBlock) -> RankingBlock:
+        if block.dist is not None:
+            # The expanded queries' distances are recomputed from the features: what a step before this one
+            # did to the distances would be lost without a word.
+            raise ValueError(f'{self.key} runs on features: register the step that set the distances after it '
+                             f'(register_ranking_step(..., before=...) puts a step before another)')
         qa, ga = block.qf, block.gf
         k = min(self.k, ga.shape[0])
         top = np.argsort(block.pairwise(qa, ga, block.dist_metric), axis=1, kind='stable')[:, :k]

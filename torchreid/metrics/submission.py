@@ -141,22 +141,33 @@ def export_ranking_results(rankings: Sequence[Any], q_bbox_idx: Any, g_bbox_idx:
 # ----------------------------------------------------------------------------------------------------------
 # Scoring
 # ----------------------------------------------------------------------------------------------------------
-def _as_items(value):
-    """The items the official evaluator iterates: a non-list is iterated too, and one that cannot be iterated
-    fails there with a TypeError: it becomes one entry that is not an integer."""
+class _NotAList:
+    """A ranking value that cannot be iterated (the official evaluator fails there with a TypeError)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f'{self.value!r} instead of a list of gallery ids'
+
+
+def _as_items(value: Any) -> Sequence[Any]:
+    """The items the official evaluator iterates: a non-list is iterated too; one that cannot be iterated
+    becomes one entry that is not an integer (the TypeError it meets there)."""
     if type(value) in (list, tuple):
         return value
     try:
         return list(value)
     except TypeError:
-        return [value]
+        return [_NotAList(value)]
 
 
 def _flatten_submission(rankings: Mapping[str, Any], q_keys: Sequence[str], g_ids: np.ndarray):
-    """``(present, offsets, positions, not_integer, raw)`` of a submission in ground-truth query order.
+    """``(present, offsets, positions, not_integer, bools, raw)`` of a submission in ground-truth query order.
 
     ``positions`` are gallery list positions (-1: not a gallery id). Values are read as the official evaluator
-    reads them: ``bool`` passes its integer check but names no gallery item, anything else but ``int`` fails it.
+    reads them: anything but an ``int`` fails its integer check; a ``bool`` passes it and equals 0 or 1 in its
+    repeat check, but names no gallery item (``bools`` marks them; their position is that of id 0 or 1).
     """
     present = np.fromiter((k in rankings for k in q_keys), dtype=bool, count=len(q_keys))
     lists = [_as_items(rankings[k]) if p else () for k, p in zip(q_keys, present)]
@@ -164,7 +175,7 @@ def _flatten_submission(rankings: Mapping[str, Any], q_keys: Sequence[str], g_id
     offsets = np.zeros(len(lists) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     raw = list(itertools.chain.from_iterable(lists))
-    not_integer = None
+    not_integer = bools = None
     values = None
     if not raw or set(map(type, raw)) == {int}:
         try:
@@ -173,11 +184,13 @@ def _flatten_submission(rankings: Mapping[str, Any], q_keys: Sequence[str], g_id
             values = None
     if values is None:                                       # the rare, broken case: entry by entry
         not_integer = np.array([not isinstance(x, int) for x in raw], dtype=bool)
-        values = np.array([x if type(x) is int and -2 ** 63 <= x < 2 ** 63 else 0 for x in raw], dtype=np.int64)
-        unknown = np.array([type(x) is not int or not -2 ** 63 <= x < 2 ** 63 for x in raw], dtype=bool)
+        bools = np.array([type(x) is bool for x in raw], dtype=bool)
+        fits = [isinstance(x, int) and -2 ** 63 <= x < 2 ** 63 for x in raw]
+        values = np.array([int(x) if ok else 0 for x, ok in zip(raw, fits)], dtype=np.int64)
+        unknown = ~np.array(fits, dtype=bool)
     else:
         unknown = np.zeros(values.size, dtype=bool)
-    return present, offsets, _gallery_positions(values, unknown, g_ids), not_integer, raw
+    return present, offsets, _gallery_positions(values, unknown, g_ids), not_integer, bools, raw
 
 
 def _gallery_positions(values: np.ndarray, unknown: np.ndarray, g_ids: np.ndarray) -> np.ndarray:
@@ -233,11 +246,11 @@ def evaluate_ranking_dicts(rankings: Mapping, ground_truth: Mapping,
     g_recs = list(galleries.values())
     g_ids = np.array([r['bbox_idx'] for r in g_recs], dtype=np.int64)
 
-    present, offsets, flat, not_integer, raw = _flatten_submission(rankings, q_keys, g_ids)
+    present, offsets, flat, not_integer, bools, raw = _flatten_submission(rankings, q_keys, g_ids)
     qa, ga, _ = _joint_codes(np.array([r['action_idx'] for r in q_recs]), np.array([r['action_idx'] for r in g_recs]))
     qp, gp, _ = _joint_codes(np.array([r['person_uid'] for r in q_recs]), np.array([r['person_uid'] for r in g_recs]))
     violation = find_ranking_violation(offsets, flat, qa, ga, present=present, not_integer=not_integer,
-                                       q_pids=qp, g_pids=gp)
+                                       bools=bools, q_pids=qp, g_pids=gp)
     if violation is not None:
         q = violation.query
 
@@ -245,6 +258,8 @@ def evaluate_ranking_dicts(rankings: Mapping, ground_truth: Mapping,
             if violation.kind == 'incomplete':
                 return f'gallery item {int(g_ids[item])}'
             value = raw[item]
+            if isinstance(value, _NotAList):
+                return repr(value)
             return f'gallery id {value!r}' + ('' if type(value) is int else f' of type {type(value).__name__}')
 
         raise violation.error(f'{q_keys[q]!r} (action {q_recs[q]["action_idx"]!r})', name,

@@ -12,10 +12,16 @@ __all__ = ['open_all_layers', 'open_specified_layers', 'count_num_param', 'resol
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside a DataParallel / DistributedDataParallel wrapper (any other model as it is)."""
-    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        return model.module
-    return model
+    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers (nested ones too);
+    any other model as it is. Checkpoints hold the unwrapped model's weights, so their keys carry no
+    ``module.`` or ``_orig_mod.`` prefix and load into the bare model."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, '_orig_mod', None), nn.Module):   # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def named_children(model: nn.Module, names: Iterable[str], caller: str) -> Dict[str, nn.Module]:
