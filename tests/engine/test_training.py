@@ -268,64 +268,42 @@ def test_constructor_checks_and_use_gpu_compat(dm_valid):
         Engine(dm_valid, device='cpu').forward_backward({})
 
 
-def test_torchreid_style_subclass_shares_one_registry(dm_valid, tmp_path):
-    """Torchreid's engines set self.model / optimizer / scheduler and register them: one state, not two."""
-    class TorchreidStyleEngine(Engine):
-        def __init__(self, datamanager, model, optimizer, scheduler=None):
-            super().__init__(datamanager, device='cpu', progress=False, tensorboard=False)
-            self.model = model
-            self.optimizer = optimizer
-            self.scheduler = scheduler
-            self.register_model('model', model, optimizer, scheduler)
+class _TorchreidStyleEngine(Engine):
+    """Written as Torchreid's engines are: self.model / optimizer / scheduler set as attributes, and the model
+    registered under ``slot`` (before or after the attributes)."""
 
-        def forward_backward(self, data):
-            outputs, pids = self.forward_train_batch(data)
-            loss = torch.nn.functional.cross_entropy(outputs, pids)
-            self.backward_and_step(loss)
-            return {'loss': loss.item()}
+    def __init__(self, datamanager, model, optimizer, scheduler, slot='model', attributes_first=True):
+        super().__init__(datamanager, device='cpu', progress=False, tensorboard=False)
+        if attributes_first:
+            self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.register_model(slot, model, optimizer, scheduler)
+        if not attributes_first:
+            self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
 
+    def forward_backward(self, data):
+        outputs, pids = self.forward_train_batch(data)
+        loss = torch.nn.functional.cross_entropy(outputs, pids)
+        self.backward_and_step(loss)
+        return {'loss': loss.item()}
+
+
+@pytest.mark.parametrize('slot,attributes_first', [('model', True), ('net', True), ('net', False)])
+def test_torchreid_style_subclass_shares_one_registry(dm_valid, tmp_path, slot, attributes_first):
+    """One slot whatever the order and the name: one optimizer step per batch, one scheduler step per epoch,
+    checkpoints in one folder and a single-path resume; the registry follows the attributes."""
     model = tiny_model(dm_valid.num_train_pids)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)
-    engine = TorchreidStyleEngine(dm_valid, model, optimizer, scheduler)
-    assert engine.get_model_names() == ['model']
-    assert engine.model is model and engine.optimizer is optimizer and engine.scheduler is scheduler
-    engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)
-    assert engine.get_current_lr() == pytest.approx(0.05)        # the registered scheduler was stepped
-    replacement = torch.optim.SGD(model.parameters(), lr=0.01)
-    engine.optimizer = replacement                               # the registry follows the attribute
-    assert engine._optims['model'] is replacement
-
-
-@pytest.mark.parametrize('attributes_first', [True, False])
-def test_torchreid_style_subclass_registering_under_its_own_name(dm_valid, tmp_path, attributes_first):
-    """self.model / optimizer / scheduler set before or after register_model('net', ...): still one slot, one
-    optimizer step per batch, one scheduler step per epoch, a single-path resume."""
-    class NamedEngine(Engine):
-        def __init__(self, datamanager, model, optimizer, scheduler):
-            super().__init__(datamanager, device='cpu', progress=False, tensorboard=False)
-            if attributes_first:
-                self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-            self.register_model('net', model, optimizer, scheduler)
-            if not attributes_first:
-                self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-
-        def forward_backward(self, data):
-            outputs, pids = self.forward_train_batch(data)
-            loss = torch.nn.functional.cross_entropy(outputs, pids)
-            self.backward_and_step(loss)
-            return {'loss': loss.item()}
-
-    model = tiny_model(dm_valid.num_train_pids)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5)
-    engine = NamedEngine(dm_valid, model, optimizer, scheduler)
-    assert engine.get_model_names() == ['net']
+    engine = _TorchreidStyleEngine(dm_valid, model, optimizer, scheduler, slot, attributes_first)
+    assert engine.get_model_names() == [slot]
     assert engine.model is model and engine.optimizer is optimizer and engine.scheduler is scheduler
     engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)
     assert engine.get_current_lr() == pytest.approx(0.05)        # stepped once, not once per slot
-    assert sorted(os.listdir(tmp_path)) == ['net', 'train.log']
-    assert engine.resume(str(tmp_path / 'net' / 'model.pth.tar-1')) == 1
+    assert sorted(os.listdir(tmp_path)) == [slot, 'train.log']
+    assert engine.resume(str(tmp_path / slot / 'model.pth.tar-1')) == 1
+    replacement = torch.optim.SGD(model.parameters(), lr=0.01)
+    engine.optimizer = replacement
+    assert engine._optims[slot] is replacement
 
 
 def test_setting_model_before_super_init_is_a_clear_error(dm_valid):

@@ -22,12 +22,10 @@ from torchreid.utils.checkpoint import load_checkpoint, restore_checkpoint_state
 from torchreid.utils.model_utils import unwrap_model
 from torchreid.utils.tools import get_rng_state
 
-__all__ = ['Checkpointer', 'ModelSlot', 'SELF_DESCRIPTION_KEYS']
+__all__ = ['Checkpointer', 'ModelSlot']
 
 logger = logging.getLogger(__name__)
 
-#: What a checkpoint records about itself beyond the training state.
-SELF_DESCRIPTION_KEYS = ('model_spec', 'input_size', 'normalization', 'config', 'torchreid_version')
 
 
 class ModelSlot(NamedTuple):
@@ -55,7 +53,7 @@ class Checkpointer:
     Args:
         save_dir: run folder; model ``name`` goes to ``<save_dir>/<name>/``.
         keep_last: keep the newest N epoch checkpoints of each model (None: all).
-        description: ``{model name: {key: value}}`` for :data:`SELF_DESCRIPTION_KEYS` (see :meth:`describe`).
+        description: ``{model name: what the checkpoints of that model record about it}`` (:meth:`describe`).
     """
 
     def __init__(self, save_dir: str, keep_last: Optional[int] = 3,

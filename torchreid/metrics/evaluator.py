@@ -26,7 +26,7 @@ import numpy as np
 
 from .action_scoring import score_actions
 from .rank import RankResult, _aggregate, _joint_codes, _labels, _metrics_from_csr, _to_numpy
-from .ranking import RankingBlock, RankingOptions, apply_steps, l2_normalise
+from .ranking import RankingBlock, RankingOptions, apply_steps, l2_normalise, rank_block
 
 __all__ = ['FeatureSet', 'Rankings', 'Evaluation', 'ReIDEvaluator', 'MarketEvaluator', 'CUHK03Evaluator',
            'SoccerNetEvaluator', 'register_evaluator', 'build_evaluator', 'resolve_eval_metric',
@@ -344,7 +344,7 @@ class SoccerNetEvaluator(ReIDEvaluator):
             qi = q_order[q_start[a]:q_start[a] + q_count[a]]
             gi = g_order[g_start[a]:g_start[a] + g_count[a]]
             block = RankingBlock(qf[qi], gf[gi], opts.dist_metric, normalised=opts.normalises)
-            order = np.argsort(apply_steps(block, opts.steps), axis=1, kind='stable')
+            order = rank_block(block, opts.steps)
             flat[offsets[qi][:, None] + np.arange(gi.size)] = gi[order]
         return flat
 
