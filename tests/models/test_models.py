@@ -20,7 +20,8 @@ EXPECTED_FEATURE_DIMS = {
     'shufflenet_v2_x0_5': 1024, 'shufflenet_v2_x1_0': 1024, 'shufflenet_v2_x1_5': 1024, 'shufflenet_v2_x2_0': 2048,
     'densenet121': 1024,
     'osnet_x1_0': 512, 'osnet_x0_75': 512, 'osnet_x0_5': 512, 'osnet_x0_25': 512, 'osnet_ibn_x1_0': 512,
-    'osnet_ain_x1_0': 512,
+    'osnet_ain_x1_0': 512, 'osnet_ain_x0_75': 512, 'osnet_ain_x0_5': 512, 'osnet_ain_x0_25': 512,
+    'resnet50_ibn_b': 2048,
 }
 BUILTIN = sorted(EXPECTED_FEATURE_DIMS)
 

@@ -16,6 +16,7 @@ import torchvision
 
 from torchreid.models import (LoadReport, PretrainedWeightsError, PretrainedWeightsWarning, build_model,
                               load_pretrained_weights)
+from torchreid.models.weights import UnsafeWeightsFileError, save_weights
 
 
 @pytest.fixture
@@ -51,7 +52,8 @@ def test_load_pretrained_weights_loads_matching_and_reports_skipped(tmp_path, ca
 
     target = build_model('osnet_x0_25', 5, pretrained=False)
     clf_before = target.classifier.weight.clone()
-    with caplog.at_level(logging.WARNING, logger='torchreid.models.weights'):
+    with caplog.at_level(logging.WARNING, logger='torchreid.models.weights'), \
+            pytest.warns(PretrainedWeightsWarning, match='skipped: extra.weight'):
         report = load_pretrained_weights(target, str(path))
 
     assert isinstance(report, LoadReport)
@@ -179,19 +181,112 @@ def test_bad_imagenet_weights_name(offline):
         build_model('resnet18', 5, pretrained=True, imagenet_weights='IMAGENET1K_V9')
 
 
-def test_checkpoint_with_non_tensor_objects_still_loads(tmp_path, caplog):
-    # Older Torchreid checkpoints pickle arbitrary objects next to the weights (here an argparse.Namespace),
-    # which torch.load(weights_only=True) refuses; the loader falls back and says so.
+class _Payload:
+    """Unpickling this object runs code: it creates the file named by ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def _payload_file(tmp_path, marker, model=None):
+    model = model or build_model('osnet_x0_25', 5, pretrained=False)
+    path = tmp_path / 'evil.pth.tar'
+    torch.save({'state_dict': model.state_dict(), 'payload': _Payload(marker)}, path)
+    return path
+
+
+def test_a_weights_file_that_needs_unpickling_is_refused_and_runs_nothing(tmp_path):
+    """fault: a weights file carrying a pickle payload (load_pretrained_weights, pretrained_path) -> expected:
+    refused naming the opt-in, the payload never runs."""
+    marker = tmp_path / 'code-ran'
+    path = _payload_file(tmp_path, marker)
+    target = build_model('osnet_x0_25', 5, pretrained=False)
+    with pytest.raises(UnsafeWeightsFileError) as info:
+        load_pretrained_weights(target, path)
+    assert not marker.exists()
+    message = str(info.value)
+    assert str(path) in message and 'allow_unsafe_pickle=True' in message and '--allow-unsafe-pickle' in message
+    # The same refusal through a model factory's local ImageNet file and through pretrained_path.
+    with pytest.raises(UnsafeWeightsFileError):
+        build_model('osnet_x0_25', 5, pretrained=True, pretrained_path=str(path))
+    assert not marker.exists()
+
+
+def test_legacy_checkpoint_loads_with_the_explicit_opt_in(tmp_path, caplog):
+    """fault: a legacy Torchreid checkpoint holding Python objects -> expected: refused by default, loaded
+    with allow_unsafe_pickle=True and a warning."""
+    # Older Torchreid checkpoints pickle arbitrary objects next to the weights (here an argparse.Namespace).
     import argparse
     source = build_model('osnet_x0_25', 5, pretrained=False)
     path = tmp_path / 'old.pth.tar'
     torch.save({'state_dict': source.state_dict(), 'args': argparse.Namespace(lr=0.1)}, path)
     target = build_model('osnet_x0_25', 5, pretrained=False)
+    with pytest.raises(UnsafeWeightsFileError):
+        load_pretrained_weights(target, path)
     with caplog.at_level(logging.WARNING, logger='torchreid.models.weights'):
-        report = load_pretrained_weights(target, path)
-    assert report.skipped == []
+        report = load_pretrained_weights(target, path, allow_unsafe_pickle=True)
+    assert report.skipped == [] and report.complete
     assert torch.equal(target.conv1.conv.weight, source.conv1.conv.weight)
-    assert 'weights_only' in caplog.text
+    assert 'full unpickling' in caplog.text
+
+
+def test_corrupt_weights_file_is_one_clear_error(tmp_path):
+    """fault: a weights file cut in half -> expected: one error naming the file."""
+    path = tmp_path / 'cut.pth'
+    buf = io.BytesIO()
+    torch.save(build_model('osnet_x0_25', 5, pretrained=False).state_dict(), buf)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(PretrainedWeightsError, match=r'cut\.pth: not a readable weights file'):
+        load_pretrained_weights(build_model('osnet_x0_25', 5, pretrained=False), path)
+
+
+@pytest.mark.parametrize('suffix', ['.safetensors', '.bin'])
+def test_safetensors_round_trip(tmp_path, suffix):
+    source = build_model('osnet_x0_25', 5, pretrained=False)
+    path = tmp_path / f'weights{suffix}'
+    if suffix == '.safetensors':
+        save_weights(source, path, metadata={'model': 'osnet_x0_25'})
+    else:  # a safetensors file under another name is recognised by its header
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    target = build_model('osnet_x0_25', 5, pretrained=False)
+    report = load_pretrained_weights(target, path, strict=True)
+    assert report.complete and not report.skipped
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_save_weights_torch_format_loads_with_the_safe_loader(tmp_path):
+    source = build_model('osnet_x0_25', 5, pretrained=False)
+    path = save_weights(torch.nn.DataParallel(source), tmp_path / 'w.pth')
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == set(source.state_dict())  # unwrapped: no 'module.' prefix
+
+
+def test_partial_load_warns_naming_what_was_skipped_and_strict_raises(tmp_path):
+    """fault: a weights file missing a stage of the model -> expected: a warning naming the tensors,
+    an error with strict=True."""
+    source = build_model('osnet_x0_25', 5, pretrained=False)
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith('conv5')}
+    path = tmp_path / 'partial.pth'
+    torch.save(state, path)
+    target = build_model('osnet_x0_25', 5, pretrained=False)
+    with pytest.warns(PretrainedWeightsWarning, match=r'loaded only partly.*conv5\.'):
+        report = load_pretrained_weights(target, path)
+    assert not report.complete and all(k.startswith('conv5') for k in report.backbone_missing)
+    with pytest.raises(PretrainedWeightsError, match='conv5'):
+        load_pretrained_weights(build_model('osnet_x0_25', 5, pretrained=False), path, strict=True)
+    # A ReID checkpoint of another dataset (other classifier size) loads completely, without a warning.
+    other = build_model('osnet_x0_25', 9, pretrained=False)
+    torch.save(other.state_dict(), tmp_path / 'other.pth')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', PretrainedWeightsWarning)
+        report = load_pretrained_weights(build_model('osnet_x0_25', 5, pretrained=False), tmp_path / 'other.pth')
+    assert report.complete and [k for k, _, _ in report.shape_mismatch] == ['classifier.weight', 'classifier.bias']
 
 
 # ----------------------------------------------------------------------------------------------------------

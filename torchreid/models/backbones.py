@@ -3,18 +3,21 @@
 torchvision's own implementation and ImageNet weights are used as they are; only the layers before its
 pooling/classifier are kept, under torchvision's names (so a torchvision state dict matches ours key for key).
 """
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import torch.nn as nn
 
 from .head import ReIDModel, parse_model_kwargs
-from .weights import (find_local_imagenet_file, load_local_imagenet_weights, local_imagenet_candidates,
+from .weights import (find_local_imagenet_file, init_params, load_local_imagenet_weights, local_imagenet_candidates,
                       report_unavailable, torchvision_weights_or_warn)
 
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
-__all__ = ['build_torchvision_model', 'set_last_stride']
+__all__ = ['build_torchvision_model', 'build_stages_model', 'set_last_stride', 'Stages']
+
+#: ``[(name, module), ...]``: a backbone's stages, run in order.
+Stages = List[Tuple[str, nn.Module]]
 
 
 def set_last_stride(resnet: nn.Module, last_stride: int) -> None:
@@ -77,4 +80,36 @@ def build_torchvision_model(name: str, num_classes: int, loss: str, pretrained: 
     model = ReIDModel(num_classes, loss, stages(net), feature_channels(net), head)
     if local is not None:
         load_local_imagenet_weights(model, name, local, opts, exclude_prefixes=imagenet_head_prefixes)
+    return model
+
+
+def build_stages_model(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any],
+                       make_stages: Callable[[Dict[str, Any]], Tuple[Stages, int]], *, weights_source: str,
+                       head_defaults: Optional[Mapping[str, Any]] = None,
+                       extra: Optional[Mapping[str, Any]] = None,
+                       imagenet_head_prefixes: Sequence[str] = ('classifier.', 'last_linear.'),
+                       model_class: Type[ReIDModel] = ReIDModel) -> ReIDModel:
+    """A :class:`ReIDModel` (or ``model_class``) around hand-written stages, with local ImageNet weights.
+
+    Args:
+        name: the registered name (messages, and the ``<name>_imagenet.pth`` local file).
+        kwargs: the factory's ``**kwargs`` (parsed by :func:`~torchreid.models.head.parse_model_kwargs`).
+        make_stages: ``extras -> (stages, feature_channels)``; ``extras`` holds the ``extra`` keywords' values.
+            Its modules are initialised with :func:`~torchreid.models.weights.init_params`.
+        weights_source: where the ImageNet weights are published (named in the warning when they are missing).
+        head_defaults / extra: see :func:`~torchreid.models.head.parse_model_kwargs`.
+        imagenet_head_prefixes: keys of the ImageNet file never loaded (its 1000-class classifier).
+        model_class: a :class:`ReIDModel` subclass (e.g. one whose ``featuremaps`` wires stages non-linearly).
+    """
+    head, opts, extras = parse_model_kwargs(name, dict(kwargs, pretrained=pretrained), head_defaults, extra)
+    local = find_local_imagenet_file(name, opts) if opts.pretrained else None
+    if opts.pretrained and local is None:
+        report_unavailable(name, f'{weights_source}; torchvision provides none',
+                           f'no local file found (looked for {local_imagenet_candidates(name)})', opts)
+    stages, channels = make_stages(extras)
+    for _, module in stages:
+        init_params(module)
+    model = model_class(num_classes, loss, stages, channels, head)
+    if local is not None:
+        load_local_imagenet_weights(model, name, local, opts, exclude_prefixes=tuple(imagenet_head_prefixes))
     return model

@@ -1,9 +1,14 @@
-"""DenseNet-121 ReID model on torchvision's implementation (Huang et al. CVPR'17).
+"""DenseNet ReID models on torchvision's implementation (Huang et al. CVPR'17).
 
-Features: ``features`` (ending with the final BN) followed by the ReLU that torchvision applies in its
-forward, pooled: 1024 channels.
+Features: ``features`` (ending with the final BN ``norm5``) followed by the ReLU that torchvision applies in
+its forward, pooled: 1024 channels (121), 1664 (169), 1920 (201), 2208 (161). ``densenet121_fc512`` is
+Torchreid's variant: DenseNet-121 + fc 512 (Linear + BN + ReLU), 512-d features, DenseNet-121's ImageNet
+weights.
+
+torchvision's layer names are Torchreid's (``features.denseblock1.denselayer1.norm1.weight``,
+``features.transition1.conv.weight``, ``features.norm5.weight``), so Torchreid's weight files load by name.
 """
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Type
 
 import torch.nn as nn
 import torchvision.models as tvm
@@ -12,7 +17,7 @@ from .backbones import build_torchvision_model
 from .head import ReIDModel
 from .registry import register_model
 
-__all__ = ['densenet121']
+__all__ = ['densenet121', 'densenet169', 'densenet201', 'densenet161', 'densenet121_fc512']
 
 
 def _stages(net: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -20,9 +25,29 @@ def _stages(net: nn.Module) -> List[Tuple[str, nn.Module]]:
     return [('features', net.features), ('features_relu', nn.ReLU(inplace=True))]
 
 
-@register_model('densenet121')
-def densenet121(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True, **kwargs: Any) -> ReIDModel:
-    return build_torchvision_model('densenet121', num_classes, loss, pretrained, kwargs,
-                                   constructor=tvm.densenet121, weights_enum=tvm.DenseNet121_Weights,
-                                   stages=_stages, feature_channels=lambda net: net.classifier.in_features,
-                                   imagenet_head_prefixes=('classifier.',))
+def _make(name: str, constructor: Callable[..., nn.Module], weights_enum: Type[tvm.WeightsEnum],
+          head_defaults: Optional[Mapping[str, Any]] = None, doc: str = '') -> Callable[..., ReIDModel]:
+    def factory(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
+                **kwargs: Any) -> ReIDModel:
+        return build_torchvision_model(name, num_classes, loss, pretrained, kwargs, constructor=constructor,
+                                       weights_enum=weights_enum, stages=_stages,
+                                       feature_channels=lambda net: net.classifier.in_features,
+                                       head_defaults=head_defaults, imagenet_head_prefixes=('classifier.',))
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return register_model(name, factory)
+
+
+densenet121 = _make('densenet121', tvm.densenet121, tvm.DenseNet121_Weights,
+                    doc='DenseNet-121 ReID model (1024-d features; torchvision ImageNet weights).')
+densenet169 = _make('densenet169', tvm.densenet169, tvm.DenseNet169_Weights,
+                    doc='DenseNet-169 ReID model (1664-d features; torchvision ImageNet weights).')
+densenet201 = _make('densenet201', tvm.densenet201, tvm.DenseNet201_Weights,
+                    doc='DenseNet-201 ReID model (1920-d features; torchvision ImageNet weights).')
+densenet161 = _make('densenet161', tvm.densenet161, tvm.DenseNet161_Weights,
+                    doc='DenseNet-161 ReID model (2208-d features; torchvision ImageNet weights).')
+# The ImageNet weights are densenet121's; the fc 512 layer is new.
+densenet121_fc512 = _make('densenet121_fc512', tvm.densenet121, tvm.DenseNet121_Weights,
+                          head_defaults={'fc_dims': [512]},
+                          doc='DenseNet-121 + fc 512 ReID model (Torchreid\'s variant; 512-d features).')

@@ -32,7 +32,7 @@ POOLINGS = ('avg', 'max', 'gem')
 
 # factory kwarg -> PretrainOptions field
 _PRETRAIN_KWARGS = {'pretrained': 'pretrained', 'pretrained_path': 'path', 'pretrained_strict': 'strict',
-                    'imagenet_weights': 'imagenet_weights'}
+                    'imagenet_weights': 'imagenet_weights', 'allow_unsafe_pickle': 'allow_unsafe_pickle'}
 
 
 class GeneralizedMeanPooling(nn.Module):

@@ -20,13 +20,14 @@ Written here from the paper's description:
 Layer names and shapes follow Torchreid's OSNet (``conv1.conv.weight``, ``conv2.0.conv2b.1.conv1.weight``,
 ``conv2.0.gate.fc1.weight``, ``conv2.2.0.conv.weight``, ``conv5.conv.weight``, ``fc.0.weight``, ...), so
 Torchreid's ImageNet and ReID weight files for osnet_x1_0 ... osnet_x0_25 and osnet_ibn_x1_0 load by name
-(``pretrained=True`` or ``model.load_weights``); osnet_ain_x1_0's blocks are laid out differently and its files
-load only in part (the skipped keys are reported).
+(``pretrained=True`` or ``model.load_weights``). OSNet-AIN, whose blocks are laid out differently, is in
+:mod:`torchreid.models.osnet_ain` (it reuses :class:`ConvLayer`, :class:`LiteConv3x3`, :class:`AggregationGate`
+and :func:`build_osnet_model`).
 
 No torchvision weights exist: ``pretrained=True`` looks for ``<name>_imagenet.pth`` locally (see
 :mod:`torchreid.models.weights`), otherwise warns and keeps the random initialisation.
 """
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -36,7 +37,7 @@ from .registry import register_model
 from .weights import (find_local_imagenet_file, init_params, load_local_imagenet_weights,
                       local_imagenet_candidates, report_unavailable)
 
-__all__ = ['ConvLayer', 'LiteConv3x3', 'AggregationGate', 'OSBlock', 'osnet_stages', 'build_osnet',
+__all__ = ['ConvLayer', 'LiteConv3x3', 'AggregationGate', 'OSBlock', 'osnet_stages', 'build_osnet', 'build_osnet_model',
            'osnet_x1_0', 'osnet_x0_75', 'osnet_x0_5', 'osnet_x0_25', 'osnet_ibn_x1_0', 'OSNET_CHANNELS']
 
 #: channels of conv1, conv2, conv3, conv4 at width 1.0
@@ -45,19 +46,22 @@ OSNET_CHANNELS = (64, 256, 384, 512)
 OSNET_BLOCKS = (2, 2, 2)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int) -> Optional[nn.Module]:
+    if kind == 'none':
+        return None
     if kind == 'bn':
         return nn.BatchNorm2d(channels)
     if kind == 'in':
         return nn.InstanceNorm2d(channels, affine=True)
-    raise ValueError(f'norm must be "bn" or "in", got {kind!r}')
+    raise ValueError(f'norm must be "bn", "in" or "none", got {kind!r}')
 
 
 class ConvLayer(nn.Module):
-    """conv (no bias) -> BatchNorm or InstanceNorm -> optional ReLU.
+    """conv (no bias) -> BatchNorm or InstanceNorm (or none) -> optional ReLU.
 
     The children are named ``conv`` and ``bn`` (also when the norm is an InstanceNorm), as in Torchreid's
-    OSNet, so its state dicts load by name.
+    OSNet, so its state dicts load by name. ``norm='none'`` leaves the conv alone (``bn`` is None): OSNet-AIN's
+    instance-normalised blocks normalise their expansion conv outside this layer.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -69,7 +73,9 @@ class ConvLayer(nn.Module):
         self.relu = nn.ReLU(inplace=True) if relu else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(x))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
         return self.relu(x) if self.relu is not None else x
 
 
@@ -123,12 +129,10 @@ class OSBlock(nn.Module):
         in_channels, out_channels: block input / output channels (the streams run at ``out_channels // 4``).
         num_streams: T, the number of scales (1 to 26); stream t (1-based) stacks t Lite 3x3 layers.
         instance_norm_out: InstanceNorm on the block output after the residual sum (OSNet-IBN).
-        instance_norm_branch: InstanceNorm instead of BatchNorm after the expansion conv, i.e. inside the
-            residual branch (OSNet-AIN).
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_streams: int = 4, bottleneck_reduction: int = 4,
-                 instance_norm_out: bool = False, instance_norm_branch: bool = False):
+                 instance_norm_out: bool = False):
         super().__init__()
         if not 1 <= num_streams <= MAX_STREAMS:
             raise ValueError(f'OSBlock: num_streams must be in [1, {MAX_STREAMS}], got {num_streams}')
@@ -141,7 +145,7 @@ class OSBlock(nn.Module):
             self.add_module(name, layers[0] if t == 1 else nn.Sequential(*layers))
             self.stream_names.append(name)
         self.gate = AggregationGate(mid)
-        self.conv3 = ConvLayer(mid, out_channels, 1, norm='in' if instance_norm_branch else 'bn', relu=False)
+        self.conv3 = ConvLayer(mid, out_channels, 1, relu=False)
         self.downsample = ConvLayer(in_channels, out_channels, 1, relu=False) if in_channels != out_channels else None
         self.IN = nn.InstanceNorm2d(out_channels, affine=True) if instance_norm_out else None
         self.relu = nn.ReLU(inplace=True)
@@ -199,20 +203,28 @@ def osnet_stages(width: float = 1.0, stem_norm: str = 'bn',
     return stages, in_ch
 
 
-def build_osnet(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any],
-                width: float = 1.0, stem_norm: str = 'bn',
-                block_options: Optional[Sequence[Sequence[Mapping[str, Any]]]] = None) -> ReIDModel:
-    """An OSNet-family :class:`ReIDModel` (head default: fc 512), with local ImageNet weights if found."""
+def build_osnet_model(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any],
+                      make_stages: Callable[[], Tuple[List[Tuple[str, nn.Module]], int]]) -> ReIDModel:
+    """An OSNet-family :class:`ReIDModel` from ``make_stages() -> (stages, channels)`` (head default: fc 512,
+    as Torchreid's), with ``<name>_imagenet.pth`` loaded when found locally (torchvision has no OSNet)."""
     head, opts, _ = parse_model_kwargs(name, dict(kwargs, pretrained=pretrained), {'fc_dims': [512]})
     local = find_local_imagenet_file(name, opts) if opts.pretrained else None
     if opts.pretrained and local is None:
         report_unavailable(name, f'{name}_imagenet.pth; torchvision provides none',
                            f'no local file found (looked for {local_imagenet_candidates(name)})', opts)
-    stages, channels = osnet_stages(width, stem_norm, block_options)
+    stages, channels = make_stages()
     model = ReIDModel(num_classes, loss, stages, channels, head)
     if local is not None:
         load_local_imagenet_weights(model, name, local, opts, exclude_prefixes=('classifier.',))
     return model
+
+
+def build_osnet(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any],
+                width: float = 1.0, stem_norm: str = 'bn',
+                block_options: Optional[Sequence[Sequence[Mapping[str, Any]]]] = None) -> ReIDModel:
+    """An OSNet :class:`ReIDModel` of the given width (see :func:`osnet_stages`)."""
+    return build_osnet_model(name, num_classes, loss, pretrained, kwargs,
+                             lambda: osnet_stages(width, stem_norm, block_options))
 
 
 @register_model('osnet_x1_0')

@@ -8,6 +8,8 @@ the built-in ones.
 import copy
 import dataclasses
 import difflib
+import fnmatch
+import functools
 import logging
 import warnings
 from collections import OrderedDict
@@ -18,7 +20,8 @@ import torch.nn as nn
 from torchreid.utils.model_utils import unwrap_model
 
 __all__ = ['register_model', 'build_model', 'list_models', 'show_avai_models', 'SUPPORTED_LOSSES',
-           'UnknownModelError', 'ModelSpec', 'describe_model', 'WEIGHT_SOURCE_KWARGS']
+           'UnknownModelError', 'ModelSpec', 'describe_model', 'WEIGHT_SOURCE_KWARGS', 'register_model_family',
+           'is_model']
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +34,27 @@ _Factory = TypeVar('_Factory', bound=ModelFactory)
 
 _MODEL_FACTORY: Dict[str, ModelFactory] = {}
 
+
+@dataclasses.dataclass(frozen=True)
+class _ModelFamily:
+    """Models named ``<prefix><member>`` built by one factory (``timm/<any timm model>``)."""
+
+    #: ``factory(member, num_classes=..., loss=..., pretrained=..., **kwargs) -> nn.Module``
+    factory: Callable[..., nn.Module]
+    #: ``exists(member) -> bool``
+    exists: Callable[[str], bool]
+    #: ``names(fnmatch pattern of members) -> [member, ...]``
+    names: Callable[[str], List[str]]
+    #: who provides the members, named in messages (``'timm'``)
+    source: str
+
+
+_MODEL_FAMILIES: Dict[str, _ModelFamily] = {}
+
 #: Factory keywords about where the *initial* weights come from, not about the architecture. They are not
 #: recorded in :class:`ModelSpec`: a model is rebuilt with ``pretrained=False`` and then given its checkpoint.
-WEIGHT_SOURCE_KWARGS = ('pretrained', 'pretrained_path', 'pretrained_strict', 'imagenet_weights', 'use_gpu')
+WEIGHT_SOURCE_KWARGS = ('pretrained', 'pretrained_path', 'pretrained_strict', 'imagenet_weights',
+                        'allow_unsafe_pickle', 'use_gpu')
 
 _SPEC_FIELDS = ('name', 'num_classes', 'loss', 'kwargs')
 _PLAIN_SCALARS = (bool, int, float, str, type(None))
@@ -204,9 +225,56 @@ def register_model(name: str, fn: Optional[ModelFactory] = None, *, override: bo
     return _register(fn)
 
 
-def list_models() -> List[str]:
-    """Sorted names of every registered model."""
-    return sorted(_MODEL_FACTORY)
+def register_model_family(prefix: str, factory: Callable[..., nn.Module], *, exists: Callable[[str], bool],
+                          names: Callable[[str], List[str]], source: str) -> None:
+    """Make every name ``<prefix><member>`` buildable: ``build_model('timm/vit_base_patch16_224', ...)`` calls
+    ``factory('vit_base_patch16_224', num_classes=..., loss=..., pretrained=..., **kwargs)``.
+
+    ``exists(member)`` says whether a member can be built (else :class:`UnknownModelError`), ``names(pattern)``
+    lists members for :func:`list_models`; ``source`` names the provider in messages. A prefix is registered
+    once (``KeyError`` on a second, different registration); it must end with ``'/'``.
+    """
+    if not isinstance(prefix, str) or not prefix.endswith('/') or len(prefix) < 2:
+        raise ValueError(f"register_model_family: prefix must be a non-empty str ending with '/', got {prefix!r}")
+    family = _ModelFamily(factory=factory, exists=exists, names=names, source=source)
+    if prefix in _MODEL_FAMILIES and _MODEL_FAMILIES[prefix] != family:
+        raise KeyError(f'register_model_family: the prefix {prefix!r} is already registered')
+    _MODEL_FAMILIES[prefix] = family
+
+
+def _family_of(name: str):
+    """``(prefix, family)`` for a name of a registered family, else None."""
+    for prefix, family in _MODEL_FAMILIES.items():
+        if isinstance(name, str) and name.startswith(prefix):
+            return prefix, family
+    return None
+
+
+def is_model(name: str) -> bool:
+    """True if :func:`build_model` knows ``name``: a registered model or a member of a model family
+    (``'timm/<timm model name>'``, checked with timm)."""
+    if name in _MODEL_FACTORY:
+        return True
+    found = _family_of(name)
+    return bool(found) and found[1].exists(name[len(found[0]):])
+
+
+def list_models(pattern: Optional[str] = None, include_timm: bool = False) -> List[str]:
+    """Sorted names of the registered models, filtered by the fnmatch ``pattern`` when given.
+
+    timm's ~1300 architectures are not listed by default (they would drown the ReID models); they are, as
+    ``'timm/<name>'``, with ``include_timm=True`` or a pattern starting with ``'timm/'``
+    (``list_models('timm/*clip*')``; a ``'.'`` in it lists pretrained tags too: ``'timm/*clip*.openai'``).
+    """
+    names = sorted(_MODEL_FACTORY)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    for prefix, family in _MODEL_FAMILIES.items():
+        if include_timm or (pattern is not None and pattern.startswith(prefix)):
+            member_pattern = pattern[len(prefix):] if pattern is not None and pattern.startswith(prefix) else (
+                pattern if pattern is not None else '*')
+            names += [prefix + m for m in family.names(member_pattern)]
+    return sorted(set(names))
 
 
 def show_avai_models() -> List[str]:
@@ -221,10 +289,30 @@ def show_avai_models() -> List[str]:
 
 
 def _unknown_name_message(name):
+    found = _family_of(name)
+    if found:
+        prefix, family = found
+        member = name[len(prefix):]
+        members = family.names('*')
+        close = [prefix + m for m in difflib.get_close_matches(member.split('.')[0], members, n=3)]
+        hint = f' Did you mean {close}?' if close else ''
+        return (f'Unknown model {name!r}: {family.source} has no model {member!r}.{hint} List them with '
+                f"list_models('{prefix}*pattern*').")
     names = list_models()
     close = difflib.get_close_matches(str(name), names, n=3)
     hint = f' Did you mean {close}?' if close else ''
-    return f'Unknown model {name!r}.{hint} Registered models: {names}'
+    families = ''.join(f" Any {f.source} model is '{p}<{f.source} name>'." for p, f in _MODEL_FAMILIES.items())
+    return f'Unknown model {name!r}.{hint} Registered models: {names}.{families}'
+
+
+def _factory(name):
+    """The factory building ``name``, or :class:`UnknownModelError`."""
+    if name in _MODEL_FACTORY:
+        return _MODEL_FACTORY[name]
+    found = _family_of(name)
+    if found and found[1].exists(name[len(found[0]):]):
+        return functools.partial(found[1].factory, name[len(found[0]):])
+    raise UnknownModelError(_unknown_name_message(name))
 
 
 def build_model(name: str, num_classes: int, loss: str = 'softmax', pretrained: bool = True,
@@ -232,8 +320,9 @@ def build_model(name: str, num_classes: int, loss: str = 'softmax', pretrained: 
     """Build the model registered as ``name``.
 
     Args:
-        name: a name from :func:`list_models`. An unknown name raises :class:`UnknownModelError` (a KeyError
-            and a ValueError) listing the known ones.
+        name: a name from :func:`list_models`, or ``'timm/<timm model name>'`` for any timm model (see
+            :mod:`torchreid.models.timm_backbone`). An unknown name raises :class:`UnknownModelError` (a
+            KeyError and a ValueError) listing the known ones.
         num_classes: number of training identities (size of the classifier), an int >= 0.
         loss: ``'softmax'`` (train forward returns logits) or ``'triplet'`` (returns ``(logits, features)``).
         pretrained: load ImageNet weights for the backbone (from torchvision, a local file, or the torch hub
@@ -248,8 +337,7 @@ def build_model(name: str, num_classes: int, loss: str = 'softmax', pretrained: 
     (:func:`describe_model`) so that ``build_model_from_checkpoint`` can rebuild the model. It is None when a
     keyword value is not plain (bool/int/float/str/None or lists/tuples/dicts of them).
     """
-    if name not in _MODEL_FACTORY:
-        raise UnknownModelError(_unknown_name_message(name))
+    factory = _factory(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f'build_model({name!r}): num_classes must be an int >= 0, got {num_classes!r}')
     if loss not in SUPPORTED_LOSSES:
@@ -261,7 +349,7 @@ def build_model(name: str, num_classes: int, loss: str = 'softmax', pretrained: 
                        name)
     # Recorded before the call: a factory that changes a list it was given must not change the record.
     spec = _make_spec(name, num_classes, loss, kwargs)
-    model = _MODEL_FACTORY[name](num_classes=num_classes, loss=loss, pretrained=pretrained, **kwargs)
+    model = factory(num_classes=num_classes, loss=loss, pretrained=pretrained, **kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f'build_model({name!r}): the factory returned {type(model).__name__}, not a torch.nn.Module')
     model.model_spec = spec  # a plain attribute (nn.Module keeps non-tensor, non-module values as such)

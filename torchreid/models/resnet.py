@@ -1,5 +1,8 @@
 """ResNet / ResNeXt ReID models on torchvision's implementations (He et al. CVPR'16; Xie et al. CVPR'17).
 
+torchvision's layer names are Torchreid's (``conv1``, ``layer1.0.downsample.0``, ...), so Torchreid's weight
+files for these names (resnext101_32x8d included) load by name.
+
 All take ``last_stride`` (1 or 2, default 2): the stride of layer4's first block. ``resnet50_fc512`` is
 Torchreid's variant: last stride 1, global average pooling, fc 512 + BN + ReLU (features are 512-d).
 """
@@ -12,8 +15,8 @@ from .backbones import build_torchvision_model, set_last_stride
 from .head import ReIDModel
 from .registry import register_model
 
-__all__ = ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d', 'resnet50_fc512',
-           'resnet_stages', 'build_resnet']
+__all__ = ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d', 'resnext101_32x8d',
+           'resnet50_fc512', 'resnet_stages', 'build_resnet']
 
 RESNET_STAGE_NAMES = ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4')
 
@@ -72,6 +75,13 @@ def resnet152(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool =
 def resnext50_32x4d(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
                     **kwargs: Any) -> ReIDModel:
     return build_resnet('resnext50_32x4d', tvm.resnext50_32x4d, tvm.ResNeXt50_32X4D_Weights, num_classes, loss,
+                        pretrained, kwargs)
+
+
+@register_model('resnext101_32x8d')
+def resnext101_32x8d(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
+                     **kwargs: Any) -> ReIDModel:
+    return build_resnet('resnext101_32x8d', tvm.resnext101_32x8d, tvm.ResNeXt101_32X8D_Weights, num_classes, loss,
                         pretrained, kwargs)
 
 

@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # torchvision is imported by the model modules, not needed he
 
 __all__ = [
     'init_params', 'init_classifier', 'load_pretrained_weights', 'load_matching_state_dict', 'LoadReport',
+    'read_weights_file', 'save_weights', 'UnsafeWeightsFileError', 'UNSAFE_PICKLE_OPT_IN', 'is_head_key',
+    'is_safetensors_file',
     'PretrainOptions', 'PretrainedWeightsWarning', 'PretrainedWeightsError', 'local_imagenet_candidates',
     'find_local_imagenet_file',
     'torchvision_weights_or_warn', 'load_local_imagenet_weights', 'report_unavailable',
@@ -125,10 +127,41 @@ class LoadReport:
         """Every key of the file that was not loaded."""
         return [k for k, _, _ in self.shape_mismatch] + list(self.unexpected) + list(self.excluded)
 
+    @property
+    def backbone_missing(self) -> List[str]:
+        """Model tensors outside the ReID head that the file did not provide (they keep random values)."""
+        return [k for k in self.missing if not is_head_key(k)]
+
+    @property
+    def backbone_skipped(self) -> List[str]:
+        """Keys of the file, outside the head and not excluded on purpose, that could not be loaded."""
+        return [k for k in [k for k, _, _ in self.shape_mismatch] + list(self.unexpected) if not is_head_key(k)]
+
+    @property
+    def complete(self) -> bool:
+        """True when every tensor of the model outside the ReID head came from the file."""
+        return bool(self.loaded) and not self.backbone_missing
+
     def __str__(self) -> str:
         return (f'{self.source}: loaded {len(self.loaded)} tensors; skipped {len(self.shape_mismatch)} '
                 f'(shape mismatch), {len(self.unexpected)} (not in the model), {len(self.excluded)} (excluded); '
                 f'{len(self.missing)} model tensors not in the file')
+
+
+#: First-level module names of the ReID head (``head.NEW_LAYER_NAMES``, and the per-branch classifiers of
+#: Torchreid's multi-branch models): the layers a ReID checkpoint of another dataset or an ImageNet file is
+#: not expected to provide.
+HEAD_KEY_PREFIXES = ('fc', 'bnneck', 'classifier')
+
+
+def is_head_key(key: str) -> bool:
+    """True for a state-dict key of the ReID head (see :data:`HEAD_KEY_PREFIXES`)."""
+    return key.split('.', 1)[0].startswith(HEAD_KEY_PREFIXES)
+
+
+def _listed(keys: Sequence[str], limit: int = 8) -> str:
+    shown = ', '.join(keys[:limit])
+    return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
 
 
 def _strip_prefix(key, prefix='module.'):
@@ -184,40 +217,138 @@ def load_matching_state_dict(model: nn.Module, state_dict: Union[Mapping[str, An
     if report.shape_mismatch or report.unexpected:
         logger.warning('%s: skipped keys (shape mismatch: %s; not in the model: %s)', source,
                        [f'{k} {a}->{b}' for k, a, b in report.shape_mismatch], report.unexpected)
-    if strict and (not matched or report.shape_mismatch or report.unexpected):
-        raise PretrainedWeightsError(f'Could not load {source} fully (strict): {report}; shape mismatch: '
-                                     f'{report.shape_mismatch}; not in the model: {report.unexpected}')
+    if strict and (not matched or report.shape_mismatch or report.unexpected or report.backbone_missing):
+        raise PretrainedWeightsError(
+            f'Could not load {source} fully (strict): {report}; shape mismatch: {report.shape_mismatch}; not in '
+            f'the model: {report.unexpected}; model tensors outside the head not in the file: '
+            f'{_listed(report.backbone_missing)}')
     if not matched:
         _warn(f'No tensor of {source} matched the model by name and shape ({report}); the weights were NOT '
               f'loaded. Check the key names.')
+    elif report.backbone_missing or report.backbone_skipped:
+        problems = []
+        if report.backbone_missing:
+            problems.append(f'{len(report.backbone_missing)} model tensors outside the head keep their previous '
+                            f'values: {_listed(report.backbone_missing)}')
+        if report.backbone_skipped:
+            problems.append(f'{len(report.backbone_skipped)} tensors of the file were skipped: '
+                            f'{_listed(report.backbone_skipped)}')
+        _warn(f'{source} loaded only partly ({report}): ' + '; '.join(problems)
+              + '. Pass strict=True to make this an error.')
     return report
 
 
-def _torch_load(path):
+#: How a user allows full unpickling of one weights file, named in every refusal.
+UNSAFE_PICKLE_OPT_IN = ('allow_unsafe_pickle=True (Python), model.allow_unsafe_pickle True (config) or '
+                        '--allow-unsafe-pickle (benchmarks/baseline/main.py, scripts/export_onnx.py)')
+SAFETENSORS_SUFFIX = '.safetensors'
+
+
+class UnsafeWeightsFileError(PretrainedWeightsError):
+    """A weights file can only be read by unpickling arbitrary Python objects, which can run code."""
+
+
+def is_safetensors_file(path: str) -> bool:
+    """True for a safetensors file, by suffix or by its header (8-byte length, then a JSON object)."""
+    if path.endswith(SAFETENSORS_SUFFIX):
+        return True
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b'{' and 0 < int.from_bytes(head[:8], 'little') < (1 << 32)
+
+
+def read_weights_file(path: Union[str, 'os.PathLike[str]'], allow_unsafe_pickle: bool = False) -> Any:
+    """The content of a weights / checkpoint file, read without running code from it.
+
+    safetensors files (``.safetensors``, or any file with a safetensors header) are read with safetensors;
+    any other file with ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only.
+    A file that needs more (checkpoints of older Torchreid versions pickle optimizer objects, NumPy values,
+    argparse namespaces) is refused with an :class:`UnsafeWeightsFileError`, unless ``allow_unsafe_pickle``:
+    unpickling a file can execute arbitrary code, so only the user may ask for it, for a file they trust.
+    Unreadable or corrupt files raise a :class:`PretrainedWeightsError` naming the file.
+    """
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'no such weights file: {path!r}')
+    if is_safetensors_file(path):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device='cpu')
+        except Exception as exc:  # safetensors raises its own SafetensorError on a corrupt file
+            raise PretrainedWeightsError(f'{path}: not a readable safetensors file ({exc})') from None
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        # Checkpoints written by older Torchreid carry non-tensor objects (numpy scalars, optimizer states)
-        # that the safe loader refuses; the user pointed us at this file, so fall back to full unpickling.
-        logger.warning('%s: not loadable with weights_only=True; loading it with full unpickling (only do '
-                       'this with files you trust)', path)
-        return torch.load(path, map_location='cpu', weights_only=False)
+    except pickle.UnpicklingError as exc:
+        if not allow_unsafe_pickle:
+            detail = str(exc).strip().splitlines()
+            refused = next((line.strip() for line in detail if 'Unsupported global' in line), detail[0] if detail
+                           else '')
+            raise UnsafeWeightsFileError(
+                f'{path}: refused: the file holds Python objects beyond tensors, and unpickling them can run '
+                f'code ({refused}). If you trust the file, allow it with {UNSAFE_PICKLE_OPT_IN}; better, '
+                f'convert it once to safetensors (python scripts/convert_weights.py {path} '
+                f'--allow-unsafe-pickle) and use the converted file.') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise PretrainedWeightsError(f'{path}: not a readable weights file ({type(exc).__name__}: '
+                                     f'{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})') from None
+    logger.warning('%s: loading with full unpickling because allow_unsafe_pickle=True (only for files you trust)',
+                   path)
+    return torch.load(path, map_location='cpu', weights_only=False)
+
+
+def save_weights(model_or_state_dict: Union[nn.Module, Mapping[str, torch.Tensor]],
+                 path: Union[str, 'os.PathLike[str]'], metadata: Optional[Mapping[str, str]] = None) -> str:
+    """Write a model's weights atomically: safetensors for a ``.safetensors`` path, ``torch.save`` otherwise.
+
+    safetensors files hold tensors only (``metadata``: optional str -> str pairs in the header), so they load
+    anywhere without unpickling. DataParallel / ``torch.compile`` wrappers are unwrapped first.
+    """
+    from torchreid.utils.model_utils import unwrap_model
+
+    path = os.fspath(path)
+    if isinstance(model_or_state_dict, nn.Module):
+        state_dict = unwrap_model(model_or_state_dict).state_dict()
+    else:
+        state_dict = _extract_state_dict(dict(model_or_state_dict), path)
+    tensors = {}
+    for key, value in state_dict.items():
+        if not torch.is_tensor(value):
+            raise TypeError(f'save_weights({path!r}): {key!r} is a {type(value).__name__}, not a tensor')
+        # A contiguous copy that shares memory with no other entry: safetensors refuses shared storage.
+        tensors[_strip_prefix(str(key))] = value.detach().to('cpu').contiguous().clone()
+    if path.endswith(SAFETENSORS_SUFFIX):
+        from safetensors.torch import save
+
+        data = save(tensors, metadata=dict(metadata) if metadata else None)
+        with atomic_write(path, 'wb') as f:
+            f.write(data)
+    else:
+        from torchreid.utils.io import atomic_torch_save
+
+        atomic_torch_save(tensors, path)
+    return path
 
 
 def load_pretrained_weights(model: nn.Module, weight_path: Union[str, 'os.PathLike[str]'], strict: bool = False,
-                            exclude_prefixes: Sequence[str] = ()) -> LoadReport:
+                            exclude_prefixes: Sequence[str] = (), allow_unsafe_pickle: bool = False) -> LoadReport:
     """Load the tensors of ``weight_path`` that match ``model`` by name and shape.
 
-    ``weight_path`` is a file saved with ``torch.save``: a bare state dict or a checkpoint dict holding it
-    under ``'state_dict'`` (also ``'model'``). ``module.`` prefixes (DataParallel) are stripped. What is
-    skipped (shape mismatch, not in the model, excluded) is logged and returned in a :class:`LoadReport`.
+    ``weight_path`` is a safetensors file or a file saved with ``torch.save``: a bare state dict or a
+    checkpoint dict holding it under ``'state_dict'`` (also ``'model'``). ``module.`` prefixes (DataParallel)
+    are stripped. What is skipped (shape mismatch, not in the model, excluded) is logged, warned about when it
+    is more than the ReID head, and returned in a :class:`LoadReport`. Files are read with
+    :func:`read_weights_file` (never unpickling arbitrary objects unless ``allow_unsafe_pickle``).
     Raises ``FileNotFoundError`` for a missing file; see :func:`load_matching_state_dict` for ``strict``.
     """
     path = os.fspath(weight_path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'load_pretrained_weights: no such file: {path!r}')
-    return load_matching_state_dict(model, _torch_load(path), source=path, exclude_prefixes=exclude_prefixes,
-                                    strict=strict)
+    content = read_weights_file(path, allow_unsafe_pickle=allow_unsafe_pickle)
+    return load_matching_state_dict(model, content, source=path, exclude_prefixes=exclude_prefixes, strict=strict)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -234,6 +365,8 @@ class PretrainOptions:
     strict: bool = False
     #: the torchvision weights member to use (e.g. 'IMAGENET1K_V1', 'IMAGENET1K_V2', 'DEFAULT')
     imagenet_weights: str = 'IMAGENET1K_V1'
+    #: read a local weights file even if that needs full unpickling (only for files the user trusts)
+    allow_unsafe_pickle: bool = False
 
 
 def local_imagenet_candidates(name: str) -> List[str]:
@@ -281,7 +414,8 @@ def load_local_imagenet_weights(model: nn.Module, name: str, path: str, opts: Pr
                                 exclude_prefixes: Sequence[str] = ('classifier.',)) -> LoadReport:
     """Load an ImageNet weights file into a built model (the ImageNet classifier is excluded)."""
     logger.info('%s: loading ImageNet weights from %s', name, path)
-    return load_pretrained_weights(model, path, strict=opts.strict, exclude_prefixes=exclude_prefixes)
+    return load_pretrained_weights(model, path, strict=opts.strict, exclude_prefixes=exclude_prefixes,
+                                   allow_unsafe_pickle=opts.allow_unsafe_pickle)
 
 
 def _download_timeout():
