@@ -6,7 +6,8 @@ import shutil
 import pytest
 from PIL import Image
 
-from torchreid.soccernet_format import CLASSES, SoccerNetSample, format_filename, write_ground_truth
+from torchreid.soccernet_format import (CLASSES, GROUND_TRUTH_NAMES, SoccerNetSample, format_filename,
+                                        write_ground_truth)
 
 _COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
 
@@ -56,7 +57,7 @@ def build_tree(root, splits=('train', 'valid', 'test', 'challenge'), n_actions=4
         query = build_labelled_subset(osp.join(reid, split, 'query'), n_actions, ids_per_action, 1, uid_start=uid)
         gallery = build_labelled_subset(osp.join(reid, split, 'gallery'), n_actions, ids_per_action, 2,
                                         uid_start=uid)
-        write_ground_truth(osp.join(reid, split, 'bbox_info.json'), query, gallery)
+        write_ground_truth(osp.join(reid, GROUND_TRUTH_NAMES[split][0][0]), query, gallery)  # the release's name
         out[split] = {'query': query, 'gallery': gallery}
         uid += 10_000
     if 'challenge' in splits:

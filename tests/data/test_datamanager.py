@@ -27,7 +27,8 @@ def test_train_and_test_loaders(shared_tree, caplog):
     assert dm.train_loader.drop_last and not dm.train_loader.pin_memory
     assert isinstance(dm.train_loader.sampler, RandomIdentitySampler)
     batches = list(dm.train_loader)
-    assert len(batches) == len(dm.train_loader) == 48 // 8
+    # Torchreid's epoch: every identity once, K=2 images each (16 ids x 2 = 32 images), in batches of 8.
+    assert len(batches) == len(dm.train_loader) == 32 // 8
     batch = batches[0]
     assert set(batch) == {'img', 'pid', 'camid', 'impath', 'dsetid'}
     assert batch['img'].shape == (8, 3, 32, 16) and batch['img'].dtype == torch.float32

@@ -2,6 +2,7 @@
 import os
 import os.path as osp
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,7 +16,7 @@ def _market(root, nested=True):
     layout = {
         'bounding_box_train': [(2, 1), (2, 2), (7, 3), (7, 1), (-1, 4), (9, 6), (9, 5)],
         'bounding_box_test': [(0, 1), (-1, 2), (2, 3), (7, 2), (9, 1)],
-        'query': [(2, 1), (7, 6)],
+        'query': [(2, 1), (7, 6), (-1, 3)],
     }
     for folder, items in layout.items():
         os.makedirs(osp.join(base, folder), exist_ok=True)
@@ -34,8 +35,35 @@ def test_market_layout(tmp_path, nested):
     assert len(ds.train) == 6  # the junk (-1) box is dropped from train
     assert sorted({r[1] for r in ds.train}) == [0, 1, 2] and ds.num_train_pids == 3
     assert {r[2] for r in ds.train} == {0, 1, 2, 4, 5}  # cameras count from 0
-    assert [r[1] for r in ds.gallery] == [-1, 0, 2, 7, 9]  # sorted by name; junk kept for evaluation
+    # Standard protocol: junk boxes (-1) are dropped at parse time everywhere; distractors (0) stay in the gallery
+    assert [r[1] for r in ds.gallery] == [0, 2, 7, 9] and [r[2] for r in ds.gallery] == [0, 2, 1, 0]
     assert [r[1] for r in ds.query] == [2, 7] and ds[0]['img'].size == (8, 16)
+
+
+def test_market_junk_is_not_ranked_and_distractors_are_negatives(tmp_path):
+    from torchreid.metrics import evaluate_rank
+
+    _market(str(tmp_path))
+    ds = init_image_dataset('market1501', root=str(tmp_path), verbose=False)
+    q_pids = [r[1] for r in ds.query]
+    g_pids = [r[1] for r in ds.gallery]
+    assert -1 not in g_pids and 0 in g_pids
+    # Query pid 2 (cam 0) ranks the distractor first, then its match (cam 2): rank-1 misses, rank-2 hits.
+    # Query pid 7 (cam 5) ranks its match (cam 1) first.
+    distmat = np.array([[0.1, 0.5, 0.9, 0.8],
+                        [0.9, 0.8, 0.1, 0.7]], dtype=np.float32)
+    cmc, mAP = evaluate_rank(distmat, np.array(q_pids), np.array(g_pids), np.array([r[2] for r in ds.query]),
+                             np.array([r[2] for r in ds.gallery]), max_rank=2)[:2]
+    assert cmc[0] == pytest.approx(0.5) and cmc[1] == pytest.approx(1.0)
+    assert mAP == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_market_missing_without_download_says_where_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        init_image_dataset('market1501', root=str(tmp_path), download=False, verbose=False)
+    message = str(err.value)
+    assert 'download=False' in message and 'Market-1501-v15.09.15.zip' in message
+    assert osp.join(str(tmp_path), 'market1501', 'Market-1501-v15.09.15', 'bounding_box_train') in message
 
 
 def test_market_bad_name_and_missing(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from torchreid.data.samplers import (AVAILABLE_SAMPLERS, RandomActionSampler, RandomIdentitySampler,
-                                     build_train_sampler)
+from torchreid.data.samplers import (AVAILABLE_SAMPLERS, RandomActionSampler, RandomDatasetSampler,
+                                     RandomDomainSampler, RandomIdentitySampler, build_train_sampler)
 
 
 def make_records(sizes_per_action, dsetid=0, pid_start=0):
@@ -44,7 +44,9 @@ def test_identity_sampler_p_by_k(layout, k, p, seed):
         return
     torch.manual_seed(seed)
     sampler = RandomIdentitySampler(records, p * k, k)
-    assert len(sampler) == max(1, len(records) // (p * k)) * p * k
+    # Torchreid's epoch: each identity once as max(1, n // K) chunks of K
+    per_pass = sum(k * max(1, n // k) for sizes in layout for n in sizes)
+    assert len(sampler) == max(1, per_pass // (p * k)) * p * k
     for batch in batches_of(sampler, p * k):
         counts = Counter(records[i][1] for i in batch)
         assert len(counts) == p and set(counts.values()) == {k}
@@ -158,15 +160,117 @@ def test_seeded_sampler_set_epoch(cls):
     assert epochs[0] != epochs[1]
 
 
-def test_epoch_length_tracks_images():
+def test_epoch_length_images_option():
     # 100 ids with one image each: P x K sampling with replacement would give 4x the images per pass
     records = make_records([[1] * 10 for _ in range(10)])
-    sampler = RandomIdentitySampler(records, 16, 4)
+    sampler = RandomIdentitySampler(records, 16, 4, epoch_length='images')
     assert len(sampler) == 96 and len(list(sampler)) == 96
     # many images per id: an epoch needing more than one pass still has the promised length
     records = make_records([[40, 40]])
-    sampler = RandomActionSampler(records, 8, 4)
+    sampler = RandomActionSampler(records, 8, 4, epoch_length='images')
     assert len(list(sampler)) == len(sampler) == 80
+
+
+def test_epoch_length_identities_is_torchreids_default():
+    # ids with 1, 2, 5 and 9 images, K=4: Torchreid's __len__ is 4 + 4 + 4 + 8 = 20 images per identity pass
+    records = make_records([[1, 2, 5, 9] * 5])   # 20 ids: 100 images per pass, 85 in the dataset
+    sampler = RandomIdentitySampler(records, 8, 4)
+    assert sampler.epoch_length == 'identities'
+    assert len(sampler) == 96 and len(list(sampler)) == 96           # 100 rounded down to whole batches
+    assert len(RandomIdentitySampler(records, 8, 4, epoch_length='images')) == 80   # 85 images
+    torch.manual_seed(0)
+    epoch = list(sampler)
+    counts = Counter(records[i][1] for i in epoch[:80])
+    # the first pass gives every identity its chunks: 1-, 2- and 5-image ids one chunk, 9-image ids two
+    assert sum(counts.values()) == 80 and set(counts.values()) <= {4, 8}
+    # the action sampler counts the identities it can draw: the lone identity of action 1 is left out
+    records = make_records([[1, 2, 5, 9], [7]])
+    action = RandomActionSampler(records, 8, 4, num_pids_per_action=2)
+    assert len(action) == 16 and len(list(action)) == 16             # (4 + 4 + 4 + 8) // 8 batches
+    assert len(RandomActionSampler(records, 8, 4, num_pids_per_action=2, epoch_length='images')) == 24
+    with pytest.raises(ValueError, match="epoch_length must be one of"):
+        RandomIdentitySampler(records, 8, 4, epoch_length='pids')
+    built = build_train_sampler(records, 'RandomIdentitySampler', 8, 4, epoch_length='images')
+    assert built.epoch_length == 'images' and len(built) == 24
+
+
+def camera_records(images_per_cam, dsetid=0):
+    """``images_per_cam``: image counts per camera; pids cycle over 3 identities."""
+    records = []
+    for cam, n in enumerate(images_per_cam):
+        records += [(f'c{cam}_{i}.jpg', i % 3, cam, dsetid) for i in range(n)]
+    return records
+
+
+@pytest.mark.parametrize('seed', [None, 3])
+def test_random_domain_sampler_batches(seed):
+    records = camera_records([12, 9, 20, 6, 2])   # camera 4 has fewer images than a batch's share
+    torch.manual_seed(0)
+    sampler = RandomDomainSampler(records, 8, 2, seed=seed)
+    assert 4 not in sampler.group_keys and sampler.images_per_group == 4
+    for _ in range(3):   # every epoch: whole batches of 2 cameras x 4 distinct images, len() kept
+        batches = batches_of(sampler, 8)
+        assert len(batches) * 8 == len(sampler) > 0
+        for batch in batches:
+            cams = Counter(records[i][2] for i in batch)
+            assert len(cams) == 2 and set(cams.values()) == {4} and len(set(batch)) == 8
+    # a pass never draws an image twice and stops right after the first batch that leaves a camera with
+    # fewer than 4 images (Torchreid's rule)
+    for pass_seed in range(5):
+        batches = sampler._one_pass(random.Random(pass_seed))
+        flat = [i for b in batches for i in b]
+        assert len(flat) == len(set(flat))
+        left = Counter(r[2] for r in records if r[2] != 4)
+        for j, batch in enumerate(batches):
+            left.subtract(records[i][2] for i in batch)
+            assert (min(left.values()) < 4) == (j == len(batches) - 1)
+
+
+def test_random_domain_sampler_checks(caplog):
+    with caplog.at_level('WARNING'):
+        RandomDomainSampler(camera_records([12, 9, 20, 2]), 8, 2)
+    assert '1 camera(s) with fewer than 4 images (batch_size / n_domain) are never sampled: 3' in caplog.text
+    records = camera_records([12, 9, 20])
+    with pytest.raises(ValueError, match='multiple of n_domain'):
+        RandomDomainSampler(records, 9, 2)
+    with pytest.raises(ValueError, match=r'needs 3 cameras \(n_domain\) with at least 4 images'):
+        RandomDomainSampler(camera_records([12, 9, 3]), 12, 3)
+    all_cams = RandomDomainSampler(records, 9, None)
+    assert all_cams.n_groups == 3 and all_cams.images_per_group == 3
+    batch = list(all_cams)[:9]
+    assert sorted(Counter(records[i][2] for i in batch).values()) == [3, 3, 3]
+
+
+def test_random_dataset_sampler_and_reproducibility():
+    records = camera_records([10, 10], dsetid=0) + camera_records([30], dsetid=1)
+    sampler = build_train_sampler(records, 'RandomDatasetSampler', batch_size=6, num_datasets=2)
+    assert isinstance(sampler, RandomDatasetSampler)
+    for batch in batches_of(sampler, 6):
+        assert sorted(Counter(records[i][3] for i in batch).values()) == [3, 3]
+    torch.manual_seed(9)
+    first = [list(sampler), list(sampler)]
+    torch.manual_seed(9)
+    assert [list(sampler), list(sampler)] == first and first[0] != first[1]
+    seeded = build_train_sampler(records, 'RandomDatasetSampler', batch_size=6, num_datasets=2, seed=4)
+    epochs = [list(seeded) for _ in range(3)]
+    seeded.set_epoch(2)
+    assert list(seeded) == epochs[2]
+    domain = build_train_sampler(records, 'RandomDomainSampler', batch_size=6, num_cams=2)
+    assert isinstance(domain, RandomDomainSampler) and domain.n_groups == 2
+
+
+def test_torchreid_sampler_module():
+    from torchreid.data import sampler as torchreid_sampler
+
+    for name in ('RandomSampler', 'SequentialSampler', 'RandomIdentitySampler', 'RandomDomainSampler',
+                 'RandomDatasetSampler', 'build_train_sampler', 'AVAI_SAMPLERS'):
+        assert hasattr(torchreid_sampler, name), name
+    records = make_records([[4, 4, 4, 4]])
+    # Torchreid's call shape: positional (data_source, train_sampler, batch_size, num_instances, num_cams, ...)
+    built = torchreid_sampler.build_train_sampler(records, 'RandomIdentitySampler', 8, 2, 1, 1)
+    assert isinstance(built, torchreid_sampler.RandomIdentitySampler) and len(built) == 16
+    assert set(torchreid_sampler.AVAI_SAMPLERS) >= {'RandomIdentitySampler', 'SequentialSampler', 'RandomSampler',
+                                                   'RandomDomainSampler', 'RandomDatasetSampler'}
 
 
 def test_batch_size_must_be_multiple():
@@ -205,7 +309,9 @@ def test_identity_sampler_scales_linearly():
     records = [(str(i), i, i // 20, 0) for i in range(20_000)]
     sampler = RandomIdentitySampler(records, 32, 4)
     indices = list(sampler)
-    assert len(indices) == 20_000 and len(set(indices)) == 5_000  # 625 batches of 8 ids x 4 copies
+    # one pass: every identity once, its single image drawn 4 times (2500 batches of 8 ids x 4 copies)
+    assert len(indices) == 80_000 and len(set(indices)) == 20_000
+    assert set(Counter(indices).values()) == {4}
 
 
 def test_seeded_random_sampler_resumes_by_epoch():

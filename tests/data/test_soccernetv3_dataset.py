@@ -2,6 +2,7 @@
 import dataclasses
 import os
 import os.path as osp
+import shutil
 import sys
 import types
 import zipfile
@@ -65,7 +66,7 @@ def test_test_and_challenge(shared_tree):
     test = _load('soccernetv3_test', root)
     assert test.train == [] and test.num_train_pids == 0
     assert [r[1] for r in test.gallery] == [s.person_uid for s in samples['test']['gallery']]
-    assert test.ground_truth_path.endswith(osp.join('test', 'bbox_info.json'))
+    assert osp.basename(test.ground_truth_path) in ('test_bbox_info.json', 'bbox_info.json')
     chal = _load('soccernetv3_challenge', root)
     assert chal.hidden_labels is True and chal.eval_metric == 'soccernetv3'
     assert all(r[1] == -1 for r in chal.query + chal.gallery)
@@ -75,13 +76,29 @@ def test_test_and_challenge(shared_tree):
     assert chal.check_ground_truth() == len(chal.query) + len(chal.gallery)
 
 
-def test_alternative_test_gt_name(small_tree):
+def test_test_gt_names_release_first_other_name_warned(small_tree, caplog):
     root, _ = small_tree
     reid = osp.join(root, 'soccernetv3', 'reid')
+    for name in ('test_bbox_info.json', 'bbox_info.json'):   # whichever name the tree was built with
+        if osp.exists(osp.join(reid, 'test', name)):
+            os.rename(osp.join(reid, 'test', name), osp.join(reid, 'test', 'gt.tmp'))
+    os.rename(osp.join(reid, 'test', 'gt.tmp'), osp.join(reid, 'test', 'bbox_info.json'))
+    # test/bbox_info.json (other tools' name): used, with a warning naming the release's name
+    with caplog.at_level('WARNING', logger='torchreid.data.datasets.image.soccernetv3'):
+        assert _load('soccernetv3_test', root).ground_truth_path == osp.join(reid, 'test', 'bbox_info.json')
+    assert 'release names it' in caplog.text and osp.join(reid, 'test', 'test_bbox_info.json') in caplog.text
+    caplog.clear()
     os.rename(osp.join(reid, 'test', 'bbox_info.json'), osp.join(reid, 'test', 'test_bbox_info.json'))
-    assert _load('soccernetv3_test', root).ground_truth_path.endswith('test_bbox_info.json')
-    os.remove(osp.join(reid, 'test', 'test_bbox_info.json'))
-    assert _load('soccernetv3_test', root).ground_truth_path is None
+    with caplog.at_level('WARNING', logger='torchreid.data.datasets.image.soccernetv3'):
+        assert _load('soccernetv3_test', root).ground_truth_path == osp.join(reid, 'test', 'test_bbox_info.json')
+    assert 'release names it' not in caplog.text
+    # where the SoccerNet downloader's test_labels put it: the reid folder
+    os.rename(osp.join(reid, 'test', 'test_bbox_info.json'), osp.join(reid, 'test_bbox_info.json'))
+    assert _load('soccernetv3_test', root).ground_truth_path == osp.join(reid, 'test_bbox_info.json')
+    os.remove(osp.join(reid, 'test_bbox_info.json'))
+    with caplog.at_level('WARNING', logger='torchreid.data.datasets.image.soccernetv3'):
+        assert _load('soccernetv3_test', root).ground_truth_path is None
+    assert 'no ground truth found' in caplog.text
 
 
 # ----- ground truth -----
@@ -173,7 +190,8 @@ def test_shared_options_are_accepted_and_ignored(tiny_root):
     plain = _load('soccernetv3', tiny_root)
     shared = dict(split_id=3, cuhk03_labeled=True, cuhk03_classic_split=True, market1501_500k=True,
                   soccernetv3_training_subset=1.0)
-    assert set(shared) | {'download'} == set(SHARED_DATASET_OPTIONS)
+    # download / the two checks change what is read, not the records: tested on their own
+    assert set(shared) | {'download', 'check_ground_truth', 'verify_images'} == set(SHARED_DATASET_OPTIONS)
     for name in ('soccernetv3', 'soccernetv3_test', 'soccernetv3_challenge'):
         ds = _load(name, tiny_root, **shared)
         assert len(ds.query) > 0
@@ -269,8 +287,8 @@ def test_duplicate_bbox_idx(small_tree):
     root, samples = small_tree
     s = samples['valid']['query'][0]
     dup = dataclasses.replace(s, frame_idx=s.frame_idx + 1000)
-    path = osp.join(root, 'soccernetv3', 'reid', 'valid', 'query', s.relative_path, format_filename(dup))
-    open(path, 'wb').close()
+    folder = osp.join(root, 'soccernetv3', 'reid', 'valid', 'query', s.relative_path)
+    shutil.copyfile(osp.join(folder, format_filename(s)), osp.join(folder, format_filename(dup)))
     with pytest.raises(SoccerNetDataError, match='unique') as err:
         _load('soccernetv3', root)
     assert format_filename(dup) in str(err.value) and format_filename(s) in str(err.value)

@@ -1,5 +1,9 @@
-"""ImageDataManager: datasets + transforms + samplers -> the train loader and per-target test loaders."""
+"""Data managers: datasets + transforms + samplers -> the train loader and per-target test loaders.
+
+:class:`ImageDataManager` for image datasets, :class:`VideoDataManager` for tracklet (video) datasets.
+"""
 import logging
+import os
 import random
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -11,14 +15,15 @@ from torch.utils.data import DataLoader
 
 from torchreid.utils.model_utils import resolve_device
 
-from .datasets import ImageDataset, init_image_dataset
+from .datasets import ImageDataset, init_image_dataset, init_video_dataset
 from .datasets.dataset import SHARED_DATASET_OPTIONS
+from .datasets.video import SAMPLE_METHODS, VideoDataset
 from .samplers import build_train_sampler
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['DataManager', 'ImageDataManager', 'worker_init_fn']
+__all__ = ['DataManager', 'ImageDataManager', 'VideoDataManager', 'worker_init_fn']
 
 _ID_SAMPLERS = ('RandomIdentitySampler', 'RandomActionSampler')
 
@@ -32,6 +37,30 @@ def worker_init_fn(worker_id: int) -> None:
     seed = torch.initial_seed() % 2 ** 32
     random.seed(seed)
     np.random.seed(seed)
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def usable_workers(workers: int) -> int:
+    """The number of loader worker processes to start: ``workers``, at most one per available core.
+
+    More workers than cores only compete with the training process for the CPU (and each test loader starts
+    its own set: 200 asked for meant hundreds of processes).
+    """
+    if isinstance(workers, bool) or int(workers) != workers or workers < 0:
+        raise ValueError(f'workers must be an int >= 0, got {workers!r}')
+    cores = available_cpus()
+    if workers > cores:
+        logger.info('workers=%d is more than the %d CPU cores available: using %d loader workers', workers,
+                    cores, cores)
+        return cores
+    return int(workers)
 
 
 def _as_list(names: Union[None, str, Sequence[str]]) -> List[str]:
@@ -108,6 +137,12 @@ class ImageDataManager(DataManager):
     ``seed``: when set, identity/action samplers order each epoch by (seed, epoch) and
     :meth:`set_epoch` must be called on resume; when None, they draw from torch's global generator.
     ``num_pids_per_action``: identities per action in a ``RandomActionSampler`` batch (None: whole actions).
+    ``epoch_length``: what one epoch of the identity/action samplers is: ``'identities'`` (Torchreid's: every
+    identity once, K images each) or ``'images'`` (as many images as the training set holds).
+    ``workers``: loader processes, at most one per available CPU core (more only compete for the CPU).
+    ``check_ground_truth`` (SoccerNet-v3): compare the thumbnails on disk with the ground truth when it is there
+    (a deleted file or action is found before training, not at the final test). ``verify_images``: ``'off'``,
+    ``'header'`` (open every file) or ``'full'`` (decode every image) before anything runs.
     """
 
     def __init__(self, root: str = '', sources: Union[str, Sequence[str], None] = None,
@@ -121,16 +156,16 @@ class ImageDataManager(DataManager):
                  train_sampler_t: str = 'RandomSampler', cuhk03_labeled: bool = False,
                  cuhk03_classic_split: bool = False, market1501_500k: bool = False,
                  soccernetv3_training_subset: float = 1.0, seed: Optional[int] = None, download: bool = True,
-                 num_pids_per_action: Optional[int] = 4):
+                 num_pids_per_action: Optional[int] = 4, epoch_length: str = 'identities',
+                 check_ground_truth: bool = True, verify_images: Union[bool, str] = 'off'):
         # Each shared option is a parameter of this constructor; SHARED_DATASET_OPTIONS is the one list of
         # which are forwarded to the datasets (taken before any other local variable exists).
         arguments = locals()
         shared_options = {name: arguments[name] for name in SHARED_DATASET_OPTIONS}
         super().__init__(sources=sources, targets=targets, height=height, width=width, transforms=transforms,
                          norm_mean=norm_mean, norm_std=norm_std, device=device, use_gpu=use_gpu)
-        if int(workers) < 0:
-            raise ValueError(f'workers must be >= 0, got {workers}')
-        self.workers = int(workers)
+        self.workers = usable_workers(workers)
+        self.epoch_length = epoch_length
         self.seed = seed
         self.batch_size_train = batch_size_train
         self.batch_size_test = batch_size_test
@@ -195,12 +230,16 @@ class ImageDataManager(DataManager):
                       num_cams: int, num_datasets: int, loader_kwargs: Dict[str, Any]) -> DataLoader:
         sampler = build_train_sampler(trainset.train, sampler_name, batch_size=batch_size,
                                       num_instances=num_instances, num_cams=num_cams, num_datasets=num_datasets,
-                                      num_pids_per_action=self.num_pids_per_action, seed=self.seed)
+                                      num_pids_per_action=self.num_pids_per_action, seed=self.seed,
+                                      epoch_length=self.epoch_length)
+        return DataLoader(trainset, sampler=sampler, batch_size=batch_size, shuffle=False,
+                          drop_last=self._drop_last(sampler_name, len(trainset.train), batch_size), **loader_kwargs)
+
+    @staticmethod
+    def _drop_last(sampler_name: str, num_items: int, batch_size: int) -> bool:
         # P x K batches must stay whole (Torchreid drops the tail). Random/sequential keep the tail,
         # unless it is a single image, which BatchNorm cannot train on.
-        drop_last = sampler_name in _ID_SAMPLERS or len(trainset.train) % batch_size == 1
-        return DataLoader(trainset, sampler=sampler, batch_size=batch_size, shuffle=False, drop_last=drop_last,
-                          **loader_kwargs)
+        return sampler_name in _ID_SAMPLERS or num_items % batch_size == 1
 
     def set_epoch(self, epoch: int) -> None:
         """Tell seeded samplers the epoch (needed on resume when ``seed`` is set)."""
@@ -221,11 +260,66 @@ class ImageDataManager(DataManager):
         return rows
 
     def show_summary(self) -> None:
+        items = 'tracklets' if self.data_type == 'video' else 'images'
         lines = ['=> Loaded data',
                  f'  sources: {", ".join(self.sources)}  targets: {", ".join(self.targets)}',
                  f'  # train datasets: {len(self.sources)}  # train ids: {self.num_train_pids}  '
-                 f'# train images: {len(self.train_set.train)}  # train cameras/actions: {self.num_train_cams}',
+                 f'# train {items}: {len(self.train_set.train)}  # train cameras/actions: {self.num_train_cams}',
                  f'  image size: {self.height}x{self.width}  train batches/epoch: {len(self.train_loader)}']
         for subset, name, ids, images, cams in self.summary_rows()[1:]:
-            lines.append(f'  {name} {subset}: {ids} ids, {images} images, {cams} cameras/actions')
+            lines.append(f'  {name} {subset}: {ids} ids, {images} {items}, {cams} cameras/actions')
         logger.info('\n'.join(lines))
+
+
+class VideoDataManager(ImageDataManager):
+    """Builds the loaders of video (tracklet) datasets: Torchreid's ``VideoDataManager``.
+
+    Datasets come from the video registry (:func:`~torchreid.data.datasets.init_video_dataset`); a batch is
+    ``[B, S, C, H, W]`` with ``S = seq_len`` frames per tracklet, chosen by ``sample_method`` (``'evenly'``,
+    ``'random'`` or ``'all'``; the same for training and test, as in Torchreid). ``'all'`` gives clips of
+    different lengths, so it needs ``batch_size_train=1`` and tests one tracklet per batch. The train loader
+    drops an incomplete last batch (Torchreid). Everything else (sources / targets, samplers, ``seed``,
+    ``device``, ``split_id``, ``download``...) works as in :class:`ImageDataManager`.
+    """
+    data_type = 'video'
+
+    def __init__(self, root: str = '', sources: Union[str, Sequence[str], None] = None,
+                 targets: Union[str, Sequence[str], None] = None, height: int = 256, width: int = 128,
+                 transforms: Union[str, Sequence[str], None] = 'random_flip',
+                 norm_mean: Optional[Sequence[float]] = None, norm_std: Optional[Sequence[float]] = None,
+                 device: Union[str, int, torch.device, None] = None, use_gpu: Optional[bool] = None,
+                 split_id: int = 0, combineall: bool = False, batch_size_train: int = 3, batch_size_test: int = 3,
+                 workers: int = 4, num_instances: int = 4, num_cams: int = 1, num_datasets: int = 1,
+                 train_sampler: str = 'RandomSampler', seq_len: int = 15, sample_method: str = 'evenly',
+                 seed: Optional[int] = None, download: bool = True):
+        if sample_method not in SAMPLE_METHODS:
+            raise ValueError(f"sample_method must be one of {', '.join(SAMPLE_METHODS)}, got {sample_method!r}")
+        if isinstance(seq_len, bool) or int(seq_len) != seq_len or int(seq_len) < 1:
+            raise ValueError(f'seq_len must be a positive int, got {seq_len!r}')
+        if sample_method == 'all':
+            if batch_size_train != 1:
+                raise ValueError("sample_method='all' gives every tracklet all its frames (clips of different "
+                                 f'lengths), so batch_size_train must be 1, got {batch_size_train}')
+            if batch_size_test != 1:
+                logger.info("sample_method='all': test batches hold one tracklet (batch_size_test %s -> 1)",
+                            batch_size_test)
+                batch_size_test = 1
+        self.seq_len = int(seq_len)
+        self.sample_method = sample_method
+        super().__init__(root=root, sources=sources, targets=targets, height=height, width=width,
+                         transforms=transforms, norm_mean=norm_mean, norm_std=norm_std, device=device,
+                         use_gpu=use_gpu, split_id=split_id, combineall=combineall,
+                         batch_size_train=batch_size_train, batch_size_test=batch_size_test, workers=workers,
+                         num_instances=num_instances, num_cams=num_cams, num_datasets=num_datasets,
+                         train_sampler=train_sampler, seed=seed, download=download)
+
+    def _dataset(self, name: str) -> VideoDataset:
+        if name not in self._datasets:
+            self._datasets[name] = init_video_dataset(name, transform=None, mode='train', verbose=True,
+                                                      seq_len=self.seq_len, sample_method=self.sample_method,
+                                                      **self._dataset_kwargs)
+        return self._datasets[name]
+
+    @staticmethod
+    def _drop_last(sampler_name: str, num_items: int, batch_size: int) -> bool:
+        return True  # Torchreid's video loader always drops an incomplete last batch

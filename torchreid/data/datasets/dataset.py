@@ -13,23 +13,26 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Uni
 
 from PIL import Image
 
-from torchreid.utils.tools import read_image as _read_image
+from torchreid.utils.tools import to_rgb
 
 logger = logging.getLogger(__name__)
 
 __all__ = ['Dataset', 'ImageDataset', 'UnreadableImageError', 'read_image', 'summarise_errors', 'summarise_paths',
-           'SHARED_DATASET_OPTIONS']
+           'SHARED_DATASET_OPTIONS', 'VERIFY_IMAGES_MODES', 'resolve_verify_images']
 
 #: Options Torchreid's data manager passes to every dataset, whichever it is (one call shape fits all): a
 #: dataset that does not use one accepts and ignores it. Any other keyword a dataset does not declare is an
 #: error, so a misspelt option (``trainig_subset``) fails instead of being silently dropped.
 SHARED_DATASET_OPTIONS = ('split_id', 'cuhk03_labeled', 'cuhk03_classic_split', 'market1501_500k',
-                          'soccernetv3_training_subset', 'download')
+                          'soccernetv3_training_subset', 'download', 'check_ground_truth', 'verify_images')
 # Dataset.__init__'s record lists: a subclass with its own __init__ builds and passes them itself.
 _RECORD_ARGS = ('train', 'query', 'gallery', 'train_info', 'query_info', 'gallery_info')
 
 _MODES = ('train', 'query', 'gallery')
 _MAX_LISTED = 10
+#: ``verify_images`` levels: 'off'; 'header': open every file and read its header (a picture, of the size its
+#: name says when the dataset knows it: SoccerNet names carry ``<H>x<W>``); 'full': decode every pixel.
+VERIFY_IMAGES_MODES = ('off', 'header', 'full')
 
 
 class UnreadableImageError(OSError):
@@ -53,18 +56,41 @@ def summarise_errors(errors: Sequence[Tuple[str, str]], limit: int = _MAX_LISTED
 
 
 def read_image(path: str) -> Image.Image:
-    """:func:`torchreid.utils.tools.read_image`, raising :class:`UnreadableImageError` (naming the file)."""
-    try:
-        return _read_image(path)
-    except OSError as err:  # missing (FileNotFoundError) or undecodable; the message names the path
-        raise UnreadableImageError(str(err)) from err
+    """Read an image file as an 8-bit RGB ``PIL.Image``; 16-bit pictures keep their tones (scaled to 8 bits).
 
-
-def _check_image(path: str) -> Optional[str]:
-    """None when ``path`` decodes fully, else the reason."""
+    Raises :class:`UnreadableImageError` (an ``OSError``) naming the file when it is missing or cannot be decoded.
+    """
+    if not osp.exists(path):
+        raise UnreadableImageError(f'read_image: "{path}" does not exist')
     try:
         with Image.open(path) as img:
-            img.load()  # verify() misses truncated pixel data; a full decode does not
+            return to_rgb(img)   # loads the pixels: the file can be closed at once
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UnreadableImageError(f'read_image: cannot read "{path}" as an image: {err}') from err
+
+
+def resolve_verify_images(value: Union[bool, str, None]) -> str:
+    """The :data:`VERIFY_IMAGES_MODES` level of a ``verify_images`` option (False/None: 'off', True: 'full')."""
+    if value is None or value is False:
+        return 'off'
+    if value is True:
+        return 'full'
+    if isinstance(value, str) and value.lower() in VERIFY_IMAGES_MODES:
+        return value.lower()
+    raise ValueError(f'verify_images must be one of {", ".join(VERIFY_IMAGES_MODES)} (or a bool), got {value!r}')
+
+
+def _check_image(path: str, mode: str = 'full', size: Optional[Tuple[int, int]] = None) -> Optional[str]:
+    """None when ``path`` passes the ``mode`` check ('header' or 'full'), else the reason.
+
+    ``size``: the ``(width, height)`` the picture must have (None: any).
+    """
+    try:
+        with Image.open(path) as img:   # reads the header only
+            if size is not None and img.size != tuple(size):
+                return f'is {img.size[0]}x{img.size[1]} (WxH) but its name says {size[0]}x{size[1]}'
+            if mode == 'full':
+                img.load()  # verify() misses truncated pixel data; a full decode does not
         return None
     except Exception as err:  # any failure means the file cannot be trained on
         return f'{type(err).__name__}: {err}'
@@ -81,6 +107,8 @@ class Dataset:
         combineall: merge query and gallery identities into train (relabelled after the train pids).
         verbose: log a summary table.
         train_info, query_info, gallery_info: optional per-sample metadata aligned with the lists.
+        verify_images: check every image file at init, one of :data:`VERIFY_IMAGES_MODES` (True: 'full',
+            False: 'off'), so that an unreadable picture fails now, not hours later in a loader.
     """
     # How the engine evaluates this dataset: 'default' (Market-style), 'cuhk03' or 'soccernetv3'.
     eval_metric = 'default'
@@ -96,9 +124,11 @@ class Dataset:
                  gallery: Iterable[Sequence[Any]], transform: Optional[Callable[[Image.Image], Any]] = None,
                  k_tfm: int = 1, mode: str = 'train', combineall: bool = False, verbose: bool = True,
                  train_info: Optional[Iterable[Any]] = None, query_info: Optional[Iterable[Any]] = None,
-                 gallery_info: Optional[Iterable[Any]] = None, **kwargs: Any):
+                 gallery_info: Optional[Iterable[Any]] = None, verify_images: Union[bool, str] = False,
+                 **kwargs: Any):
         # kwargs: SHARED_DATASET_OPTIONS this dataset does not use (ignored); anything else is an error.
         self.check_options(kwargs)
+        verify_mode = resolve_verify_images(verify_images)
         self.train = [self._as_record(r) for r in train]
         self.query = [self._as_record(r) for r in query]
         self.gallery = [self._as_record(r) for r in gallery]
@@ -114,6 +144,8 @@ class Dataset:
         self.num_train_pids = self.get_num_pids(self.train)
         self.num_train_cams = self.get_num_cams(self.train)
         self.num_datasets = self.get_num_datasets(self.train)
+        if verify_mode != 'off':
+            self.verify_images(mode=verify_mode)
 
         if combineall:
             self.combine_all()
@@ -294,24 +326,30 @@ class Dataset:
         raise NotImplementedError
 
     # ----- checks -----
-    def verify_images(self, subsets: Sequence[str] = _MODES) -> int:
-        """Decode every image of ``subsets``; raise one error listing all unreadable files.
+    def verify_images(self, subsets: Sequence[str] = _MODES, mode: str = 'full') -> int:
+        """Check every image of ``subsets`` (``mode`` 'header' or 'full', see :data:`VERIFY_IMAGES_MODES`);
+        raise one error listing all unreadable files. Returns the number of images checked.
 
-        Returns the number of images checked.
+        A sample whose ``*_info`` entry has ``width`` and ``height`` (SoccerNet) must have that size.
         """
+        if mode not in ('header', 'full'):
+            raise ValueError(f"mode must be 'header' or 'full', got {mode!r}")
         bad, count = [], 0
         for subset in subsets:
             if subset not in _MODES:
                 raise ValueError(f"subset must be one of {', '.join(_MODES)}, got {subset!r}")
-            for record in getattr(self, subset):
+            info = getattr(self, f'{subset}_info')
+            for i, record in enumerate(getattr(self, subset)):
                 count += 1
-                reason = _check_image(record[0])
+                meta = info[i] if info is not None else None
+                size = (meta.width, meta.height) if hasattr(meta, 'width') and hasattr(meta, 'height') else None
+                reason = _check_image(record[0], mode, size)
                 if reason is not None:
                     bad.append((record[0], reason))
         if bad:
             raise UnreadableImageError(
-                f'{type(self).__name__}: {len(bad)} of {count} image(s) cannot be decoded '
-                f'(every image must be a readable picture): {summarise_errors(bad)}')
+                f'{type(self).__name__}: {len(bad)} of {count} image(s) fail the {mode!r} check '
+                f'(every image must be a readable picture of the size its name says): {summarise_errors(bad)}')
         return count
 
     # ----- summary -----
