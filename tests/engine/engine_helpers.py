@@ -40,3 +40,45 @@ def make_datamanager(root, targets=TARGETS, **kwargs):
 def tiny_model(num_classes, loss='softmax', seed=0):
     torch.manual_seed(seed)
     return TinyNet(num_classes, loss=loss)
+
+
+class ToyImages(torch.utils.data.Dataset):
+    """In-memory random images of ``n // 4`` identities, as the data manager's datasets give them (no decoding:
+    for tests about the loop, not the data)."""
+    eval_metric = 'default'
+    hidden_labels = False
+
+    def __init__(self, n, seed, num_pids=4, camid=0):
+        g = torch.Generator().manual_seed(seed)
+        self.imgs = torch.randn(n, 3, 8, 4, generator=g)
+        self.pids = torch.arange(n) % num_pids
+        self.camid = camid
+        self.data = [('x', int(p), camid, 0) for p in self.pids]
+
+    def __len__(self):
+        return len(self.imgs)
+
+    def __getitem__(self, i):
+        return {'img': self.imgs[i], 'pid': self.pids[i], 'camid': self.camid}
+
+
+def toy_engine(lr=1e-2, engine_cls=None, scheduler=True, **kwargs):
+    """A seeded softmax engine over :class:`ToyImages` (one 'default'-metric target 'toy'): a few ms an epoch."""
+    import types
+
+    from torch.utils.data import DataLoader
+
+    from torchreid.engine import ImageSoftmaxEngine
+    from torchreid.utils import set_random_seed
+
+    set_random_seed(0)
+    dm = types.SimpleNamespace(train_loader=DataLoader(ToyImages(32, 1), batch_size=8, shuffle=True),
+                               test_loader={'toy': {'query': DataLoader(ToyImages(4, 2)),
+                                                    'gallery': DataLoader(ToyImages(8, 3, camid=1))}},
+                               num_train_pids=4, targets=['toy'])
+    model = nn.Sequential(nn.Flatten(), nn.Linear(96, 6), nn.ReLU(), nn.Linear(6, 4))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5) if scheduler else None
+    opts = dict(device='cpu', progress=False, tensorboard=False)
+    opts.update(kwargs)
+    return (engine_cls or ImageSoftmaxEngine)(dm, model, optimizer, scheduler=sched, **opts)

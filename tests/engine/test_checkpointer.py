@@ -4,7 +4,7 @@ import os
 import torch
 
 from engine_helpers import tiny_model
-from test_training import _fake_results
+from test_training import scripted_test
 from torchreid.engine import ImageSoftmaxEngine
 from torchreid.utils import load_checkpoint, set_random_seed
 
@@ -13,7 +13,7 @@ def test_keep_last_and_save_freq(dm_valid, tmp_path):
     model = tiny_model(dm_valid.num_train_pids)
     engine = ImageSoftmaxEngine(dm_valid, model, torch.optim.Adam(model.parameters(), lr=1e-3), device='cpu',
                                 progress=False, tensorboard=False)
-    engine.test = lambda *a, **k: _fake_results(0.1)  # evaluation is not what this test is about
+    engine.test = scripted_test(engine, [0.1])  # evaluation is not what this test is about
     engine.run(save_dir=str(tmp_path), max_epoch=3, save_freq=2, keep_last=1, print_freq=100)
     names = sorted(os.listdir(tmp_path / 'model'))
     # epoch 2 (save_freq) was written then removed by keep_last; epoch 3 is the last; best from epoch 3.
@@ -24,8 +24,7 @@ def test_default_retention_keeps_the_best_and_the_last_three(dm_valid, tmp_path)
     model = tiny_model(dm_valid.num_train_pids)
     engine = ImageSoftmaxEngine(dm_valid, model, torch.optim.Adam(model.parameters(), lr=1e-3), device='cpu',
                                 progress=False, tensorboard=False)
-    scores = iter([0.1, 0.9, 0.2, 0.3, 0.4, 0.5])
-    engine.test = lambda *a, **k: _fake_results(next(scores))
+    engine.test = scripted_test(engine, [0.1, 0.9, 0.2, 0.3, 0.4, 0.5])
     engine.run(save_dir=str(tmp_path), max_epoch=6, eval_freq=1, print_freq=100)
     names = sorted(os.listdir(tmp_path / 'model'))
     assert names == ['model-best.pth.tar', 'model.pth.tar-4', 'model.pth.tar-5', 'model.pth.tar-6']
@@ -53,7 +52,7 @@ def test_checkpoints_describe_themselves(dm_valid, tmp_path):
     # ... so nothing else is needed to extract the engine's features again
     extractor = FeatureExtractor.from_checkpoint(path, device='cpu', verbose=False)
     loader = dm_valid.test_loader['soccernetv3']['query']
-    feats, _, _ = engine.extract_features(loader)
+    feats, _, _ = engine.extract_features_from_loader(loader)
     torch.testing.assert_close(extractor([r[0] for r in loader.dataset.data]), feats, atol=1e-5, rtol=1e-5)
 
 

@@ -16,7 +16,7 @@ from torchreid.utils import FeatureExtractor, save_checkpoint
 
 GT_FILES = {
     'soccernetv3': 'valid/bbox_info.json',
-    'soccernetv3_test': 'test/bbox_info.json',
+    'soccernetv3_test': 'test/test_bbox_info.json',  # the name of the release's file
     'soccernetv3_challenge': 'challenge_labels/bbox_info.json',
 }
 
@@ -51,7 +51,8 @@ def test_test_only_evaluates_same_action_and_exports_every_target(datamanager, t
             items = ranking[str(s.bbox_idx)]
             assert len(items) == len(set(items)) and set(items) == by_action[s.action_idx]
         # The engine's numbers are those of the evaluator run on the exported file.
-        scored = torchreid.metrics.evaluate_ranking_file(path, osp.join(reid_root, GT_FILES[name]))
+        gt = qset.ground_truth_path or osp.join(reid_root, GT_FILES[name])   # where the dataset found its labels
+        scored = torchreid.metrics.evaluate_ranking_file(path, gt)
         if name == 'soccernetv3_challenge':
             assert res['hidden_labels'] and res['mAP'] is None and res['rank1'] is None
             assert 0.0 <= scored['mAP'] <= 1.0  # the hidden labels do exist for the synthetic set
@@ -64,8 +65,9 @@ def test_test_only_evaluates_same_action_and_exports_every_target(datamanager, t
     # rank-1 of the last target with labels, as Torchreid's test() returned
     assert engine.rank1 == results['soccernetv3_test']['rank1']
     for name in results:
-        pictures = os.listdir(tmp_path / f'visrank_{name}')
+        pictures = [n for n in os.listdir(tmp_path / f'visrank_{name}') if n.endswith(('.jpg', '.png'))]
         assert len(pictures) == 2
+        assert (tmp_path / f'visrank_{name}' / 'index.html').is_file()
     assert (tmp_path / 'test.log').exists()
 
 
@@ -135,10 +137,12 @@ def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path)
     dm = types.SimpleNamespace(num_train_pids=dm_valid.num_train_pids, train_loader=None, targets=['market'],
                                test_loader={'market': {'query': q, 'gallery': g}}, width=WIDTH, height=HEIGHT)
     engine = _engine(dm)
-    results = engine.test(dist_metric='cosine', save_dir=str(tmp_path), export_ranking_results=True,
-                          visrank=True, visrank_max_queries=1)
-    qf, q_pids, q_camids = engine.extract_features(q)
-    gf, g_pids, g_camids = engine.extract_features(g)
+    rank1 = engine.test(dist_metric='cosine', save_dir=str(tmp_path), export_ranking_results=True,
+                        visrank=True, visrank_max_queries=1)
+    results = engine.last_test_results
+    assert rank1 == results['market']['rank1']
+    qf, q_pids, q_camids = engine.extract_features_from_loader(q)
+    gf, g_pids, g_camids = engine.extract_features_from_loader(g)
     distmat = torchreid.metrics.compute_distance_matrix(qf, gf, 'cosine')
     expected = torchreid.metrics.evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, eval_metric='default',
                                                return_result=True)
@@ -147,7 +151,7 @@ def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path)
     assert res['mAP'] == pytest.approx(expected.mAP, abs=1e-12)
     assert res['rank1'] == pytest.approx(float(expected.cmc[0]), abs=1e-12)
     assert res['ranking_path'] is None  # the challenge JSON format is SoccerNet-only
-    assert len(os.listdir(tmp_path / 'visrank_market')) == 1
+    assert len([n for n in os.listdir(tmp_path / 'visrank_market') if n.endswith(('.jpg', '.png'))]) == 1
     with pytest.raises(ValueError, match='query_expansion'):
         engine.test(query_expansion=True)
     with pytest.raises(ValueError, match='query_expansion'):   # refused before any epoch is trained
@@ -156,15 +160,19 @@ def test_default_metric_target_uses_the_full_distance_matrix(dm_valid, tmp_path)
     with pytest.raises(ValueError, match='inverted_softmax is implemented for soccernetv3 .per-action. targets only'):
         engine.test(inverted_softmax=True)
     # re-ranking on the full matrix runs and gives a valid metric
-    reranked = engine.test(EvalOptions(rerank=True))['market']
+    engine.test(EvalOptions(rerank=True))
+    reranked = engine.last_test_results['market']
     assert 0.0 <= reranked['mAP'] <= 1.0
     # normalize_feature on a Market-style target: the squared euclidean distance of L2-normalised features
-    normalised = engine.test(normalize_feature=True)['market']
+    engine.test(normalize_feature=True)
+    normalised = engine.last_test_results['market']
     qn, gn = torch.nn.functional.normalize(qf, dim=1), torch.nn.functional.normalize(gf, dim=1)
     expected = torchreid.metrics.evaluate_rank(torchreid.metrics.compute_distance_matrix(qn, gn), q_pids, g_pids,
                                                q_camids, g_camids, eval_metric='default', return_result=True)
     assert normalised['mAP'] == pytest.approx(expected.mAP, abs=1e-12)
-    assert normalised['mAP'] != pytest.approx(engine.test()['market']['mAP'], abs=1e-9)  # it changes the ranking
+    engine.test()
+    plain = engine.last_test_results['market']['mAP']
+    assert normalised['mAP'] != pytest.approx(plain, abs=1e-9)  # it changes the ranking
 
 
 def test_feature_extractor_matches_engine_extraction(dm_valid, tmp_path):
@@ -177,7 +185,7 @@ def test_feature_extractor_matches_engine_extraction(dm_valid, tmp_path):
         model(torch.randn(8, 3, HEIGHT, WIDTH) * 2 + 0.5)
     path = save_checkpoint({'state_dict': model.state_dict(), 'epoch': 1}, str(tmp_path))
     loader = dm_valid.test_loader['soccernetv3']['query']
-    feats, pids, camids = engine.extract_features(loader)
+    feats, pids, camids = engine.extract_features_from_loader(loader)
     assert feats.shape == (len(loader.dataset), model.feature_dim)
     np.testing.assert_array_equal(pids, [r[1] for r in loader.dataset.data])
     np.testing.assert_array_equal(camids, [r[2] for r in loader.dataset.data])

@@ -150,7 +150,7 @@ def test_bf16_autocast_on_cpu_runs_one_step(dm_valid):
     assert not torch.equal(before['backbone.0.weight'], model.backbone[0].weight.detach())
     assert model.backbone[0].weight.dtype == torch.float32  # master weights stay fp32
     assert engine.scaler is None  # no gradient scaler for bf16 / on CPU
-    feats, _, _ = engine.extract_features(dm_valid.test_loader['soccernetv3']['query'])
+    feats, _, _ = engine.extract_features_from_loader(dm_valid.test_loader['soccernetv3']['query'])
     assert feats.dtype == torch.float32
 
 
@@ -164,7 +164,8 @@ def test_channels_last_runs_and_extracts_the_same_features(dm_valid):
                                 channels_last=True, progress=False, tensorboard=False)
     assert model.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
     loader = dm_valid.test_loader['soccernetv3']['query']
-    torch.testing.assert_close(engine.extract_features(loader)[0], ref_engine.extract_features(loader)[0],
+    torch.testing.assert_close(engine.extract_features_from_loader(loader)[0],
+                               ref_engine.extract_features_from_loader(loader)[0],
                                atol=1e-5, rtol=1e-5)
     engine.set_model_mode('train')
     ref_engine.set_model_mode('train')
@@ -199,20 +200,27 @@ def _fake_results(value):
     ])
 
 
+def scripted_test(engine, values, calls=None):
+    """A stand-in for ``engine.test`` giving ``_fake_results`` of the next value (Torchreid's contract: rank-1
+    returned, every target's results in ``last_test_results``); ``calls`` collects ``(epoch, final)``."""
+    values = iter(values)
+
+    def fake_test(options=None, *, epoch=None, final=True, **kw):
+        if calls is not None:
+            calls.append((epoch, final))
+        engine.last_test_results = _fake_results(next(values))
+        return engine.rank1
+
+    return fake_test
+
+
 @pytest.mark.parametrize('metric, best_epoch', [('mAP', 2), ('rank1', 1)])
 def test_model_best_follows_declared_metric(dm_valid, tmp_path, monkeypatch, metric, best_epoch):
     model = tiny_model(dm_valid.num_train_pids)
     engine = ImageSoftmaxEngine(dm_valid, model, torch.optim.Adam(model.parameters(), lr=1e-3), device='cpu',
                                 progress=False, tensorboard=False)
-    scripted = iter([0.2, 0.5, 0.3])
     calls = []
-
-    def fake_test(options=None, *, epoch=None, final=True, **kw):
-        calls.append((epoch, final))
-        engine._last_results = _fake_results(next(scripted))
-        return engine._last_results
-
-    monkeypatch.setattr(engine, 'test', fake_test)
+    monkeypatch.setattr(engine, 'test', scripted_test(engine, [0.2, 0.5, 0.3], calls))
     engine.run(save_dir=str(tmp_path), max_epoch=3, eval_freq=1, checkpoint_metric=metric, print_freq=100)
     assert calls == [(1, False), (2, False), (3, True)]
     best = load_checkpoint(str(tmp_path / 'model' / 'model-best.pth.tar'))
@@ -299,7 +307,7 @@ def test_torchreid_style_subclass_shares_one_registry(dm_valid, tmp_path, slot, 
     assert engine.model is model and engine.optimizer is optimizer and engine.scheduler is scheduler
     engine.run(save_dir=str(tmp_path), max_epoch=1, print_freq=100)
     assert engine.get_current_lr() == pytest.approx(0.05)        # stepped once, not once per slot
-    assert sorted(os.listdir(tmp_path)) == [slot, 'train.log']
+    assert sorted(os.listdir(tmp_path)) == ['.torchreid.lock', slot, 'train.log']   # the lock file stays, free
     assert engine.resume(str(tmp_path / slot / 'model.pth.tar-1')) == 1
     replacement = torch.optim.SGD(model.parameters(), lr=0.01)
     engine.optimizer = replacement

@@ -145,8 +145,12 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
             proc.wait()
     ckpt = load_checkpoint(os.path.join(folder, 'model.pth.tar-1'))
     assert ckpt['state_dict']['w'].shape in (torch.Size([3]), torch.Size([64, 1024, 1024]))
-    # The next save cleans the leftover of the killed writer.
+    # A save never deletes temporary files (they may be another live writer's); the next run, holding the
+    # folder's lock, removes the killed writer's leftover.
     save_checkpoint({'state_dict': {'w': torch.ones(3)}, 'epoch': 2}, folder)
+    assert not _no_temp_files(folder)
+    from torchreid.utils.io import remove_stale_temp_files
+    assert len(remove_stale_temp_files(folder)) == 1
     assert _no_temp_files(folder)
 
 
@@ -190,3 +194,45 @@ def test_save_checkpoint_validates_input(tmp_path):
         save_checkpoint({'state_dict': {}}, str(tmp_path))
     with pytest.raises(ValueError, match='keep_last'):
         save_checkpoint({'state_dict': {}, 'epoch': 1}, str(tmp_path), keep_last=0)
+
+
+def test_retention_keeps_the_best_epoch_until_model_best_holds_it(tmp_path):
+    """After a kill during the copy of epoch 2 to model-best (the previous best, epoch 1, is left), keep_last=1
+    must not delete model.pth.tar-2: it is the only file holding the best weights."""
+    from torchreid.utils.checkpoint import write_best_checkpoint
+
+    model, folder = _tiny(), str(tmp_path)
+    save_checkpoint(_state(model, 1), folder, is_best=True)
+    save_checkpoint(_state(model, 2, best_epoch=2), folder)
+    save_checkpoint(_state(model, 3, best_epoch=2), folder, keep_last=1)
+    assert sorted(os.listdir(folder)) == ['model-best.pth.tar', 'model.pth.tar-2', 'model.pth.tar-3']
+    write_best_checkpoint(folder, 2)
+    save_checkpoint(_state(model, 4, best_epoch=2), folder, keep_last=1)
+    assert sorted(os.listdir(folder)) == ['model-best.pth.tar', 'model.pth.tar-4']
+    assert load_checkpoint(str(tmp_path / 'model-best.pth.tar'))['epoch'] == 2
+
+
+def test_resume_with_a_new_lr_applies_it_and_keeps_the_schedule(tmp_path, caplog):
+    from torchreid.optim import build_lr_scheduler
+
+    model = _tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = build_lr_scheduler(optimizer, 'multi_step', stepsize=[2], gamma=0.1, warmup_epochs=1,
+                                   warmup_factor=0.5, max_epoch=5)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    path = save_checkpoint(_state(model, 3, optimizer, scheduler), str(tmp_path))
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(0.01)           # 0.1 * 0.1 after the milestone
+
+    optimizer2 = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler2 = build_lr_scheduler(optimizer2, 'multi_step', stepsize=[2], gamma=0.1, warmup_epochs=1,
+                                    warmup_factor=0.5, max_epoch=5)
+    with caplog.at_level('WARNING', logger='torchreid'):
+        resume_from_checkpoint(path, model, optimizer2, scheduler2, restore_rng=False)
+    assert 'base lr 0.1, this run\'s optimizer has 0.5: the new lr applies' in caplog.text
+    assert optimizer2.param_groups[0]['lr'] == pytest.approx(0.05)
+    optimizer2.step()
+    scheduler2.step()
+    assert optimizer2.param_groups[0]['lr'] == pytest.approx(0.05)          # the schedule continues from 0.5
+    assert scheduler2.get_last_lr() == [pytest.approx(0.05)]

@@ -5,7 +5,8 @@ import os
 import pytest
 import torch
 
-from torchreid.utils.io import atomic_torch_save, atomic_write, atomic_write_json
+from torchreid.utils.io import (DiskFullError, RunLock, atomic_torch_save, atomic_write,
+                                atomic_write_json, fault_point, is_temp_file_name, remove_stale_temp_files)
 
 
 def _leftovers(directory):
@@ -100,3 +101,94 @@ def test_temp_file_is_named_beside_the_target(tmp_path):
         f.write(b'abc')
     assert len(seen) == 1 and re.match(r'^\.(model\.pth\.tar)\..+\.tmp$', seen[0]), seen
     assert path.read_bytes() == b'abc' and _leftovers(tmp_path) == []
+
+
+def test_a_full_disk_is_named_and_the_previous_file_kept(tmp_path, monkeypatch):
+    """torch.save reports a full disk as 'unexpected pos ...': the error names the file and the disk instead."""
+    import errno
+    import io
+
+    path = tmp_path / 'model.pth.tar-2'
+    atomic_torch_save({'w': torch.arange(3)}, str(path))
+    real_fdopen = os.fdopen
+
+    class Full(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+        def fileno(self):
+            return self.f.fileno()
+
+        def close(self):
+            self.f.close()
+            super().close()
+
+    monkeypatch.setattr(os, 'fdopen', lambda fd, *a, **k: io.BufferedWriter(Full(real_fdopen(fd, *a, **k)), 64))
+    with pytest.raises(DiskFullError) as info:
+        atomic_torch_save({'w': torch.zeros(1000)}, str(path))
+    monkeypatch.undo()
+
+    def fsync_full(fd):   # a file system that allocates late fails at the flush / fsync
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(os, 'fsync', fsync_full)
+    with pytest.raises(DiskFullError, match=r'could not write ".*a\.json": no space left'):
+        atomic_write_json(str(tmp_path / 'a.json'), {'x': 'y'})
+    monkeypatch.undo()
+    assert not (tmp_path / 'a.json').exists()
+    message = str(info.value)
+    assert f'could not write "{path}": no space left on the device (disk full)' in message
+    assert 'unexpected pos' not in message.split('(disk full)')[0] and info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(path) and isinstance(info.value, OSError)
+    assert torch.equal(torch.load(str(path))['w'], torch.arange(3))
+    assert _leftovers(tmp_path) == []
+
+
+def test_temp_file_names_and_cleanup_touch_only_ours(tmp_path):
+    with atomic_write(str(tmp_path / 'r.json')) as f:
+        name = [n for n in os.listdir(tmp_path) if n.endswith('.tmp')][0]
+        f.write('{}')
+    assert is_temp_file_name(name)
+    assert not any(is_temp_file_name(n) for n in ('.r.json.tmp', 'r.json.0123456789ab.tmp', '.a.0123456789AB.tmp',
+                                                  '.a.0123456789a.tmp'))
+    (tmp_path / 'sub').mkdir()
+    ours = [tmp_path / '.r.json.0123456789ab.tmp', tmp_path / 'sub' / '.m.pth.abcdefabcdef.tmp']
+    theirs = tmp_path / '.r.json.tmp'
+    for p in ours + [theirs]:
+        p.write_text('x')
+    assert remove_stale_temp_files(str(tmp_path), recursive=False) == [str(ours[0])]
+    assert remove_stale_temp_files(str(tmp_path)) == [str(ours[1])]
+    assert theirs.exists()
+
+
+def test_fault_point_is_inert_unless_named(monkeypatch):
+    monkeypatch.delenv('TORCHREID_FAULT_AT', raising=False)
+    fault_point('write', 'x')
+    monkeypatch.setenv('TORCHREID_FAULT_AT', 'rename@model-best')
+    fault_point('write', 'model-best.pth.tar')      # another point
+    fault_point('rename', 'model.pth.tar-1')        # another file
+    fault_point('rename')                            # no file given: a point restricted to a file does not match
+
+
+def test_run_lock_refuses_another_holder_and_takes_over_a_stale_file(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    lock_path = tmp_path / '.torchreid.lock'
+    lock_path.write_text(json.dumps({'pid': 999999, 'host': 'elsewhere', 'started': 'yesterday'}))  # stale
+    with RunLock(str(tmp_path)) as lock:
+        info = lock.holder()
+        assert info['pid'] == os.getpid() and info['host'] and info['started']
+        code = ('import sys; from torchreid.utils.io import RunLock, SaveDirInUseError\n'
+                'try:\n    RunLock(sys.argv[1]).acquire()\nexcept SaveDirInUseError as e:\n    print(e)\n')
+        out = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True,
+                             check=True).stdout
+        assert f'is in use by another run (pid {os.getpid()} on host' in out
+    assert lock_path.read_text() == ''                   # released: no holder recorded

@@ -1,5 +1,6 @@
 """setup_logging / remove_logging (torchreid/utils/loggers.py) leave the library logger as they found it."""
 import logging
+import os
 
 import pytest
 
@@ -63,3 +64,42 @@ def test_a_level_the_user_set_meanwhile_is_kept(lib_logger, tmp_path):
     lib_logger.setLevel(logging.ERROR)
     remove_logging(handler)
     assert lib_logger.level == logging.ERROR
+
+
+def test_console_only_when_the_user_has_no_handler(lib_logger, monkeypatch):
+    import io
+
+    from torchreid.utils.loggers import has_user_handler, setup_console_logging
+
+    monkeypatch.setattr(lib_logger, 'propagate', False)      # pytest's capture handler sits on the root
+    lib_logger.setLevel(logging.NOTSET)
+    assert not has_user_handler()
+    stream = io.StringIO()
+    handler = setup_console_logging(stream=stream)
+    logging.getLogger('torchreid.engine').info('shown')
+    remove_logging(handler)
+    logging.getLogger('torchreid.engine').info('not shown')
+    assert stream.getvalue() == 'shown\n' and lib_logger.level == logging.NOTSET
+    # A file handler is not a console: still added. The user's own handler (or NullHandler): nothing added.
+    file_handler = logging.FileHandler(os.devnull)
+    lib_logger.addHandler(file_handler)
+    assert not has_user_handler()
+    lib_logger.addHandler(logging.NullHandler())
+    assert has_user_handler() and setup_console_logging() is None
+    monkeypatch.setattr(lib_logger, 'propagate', True)
+
+
+def test_console_records_go_above_the_progress_bars(lib_logger, monkeypatch):
+    import sys
+
+    from torchreid.utils.loggers import redirect_console_to_tqdm
+
+    monkeypatch.setattr(lib_logger, 'propagate', False)
+    console = logging.StreamHandler(sys.stderr)
+    lib_logger.addHandler(console)
+    with redirect_console_to_tqdm(True):
+        names = [type(h).__name__ for h in lib_logger.handlers]
+        assert '_TqdmLoggingHandler' in names and console not in lib_logger.handlers
+    assert console in lib_logger.handlers
+    with redirect_console_to_tqdm(False):
+        assert console in lib_logger.handlers

@@ -1,9 +1,11 @@
-"""Engines: the training / evaluation loop (Torchreid's ``Engine`` template and its image subclasses), the
+"""Engines: the training / evaluation loop (Torchreid's ``Engine`` template and its image and video subclasses), the
 options it runs with and the checkpointer it saves and resumes through."""
 from .checkpointer import Checkpointer
-from .engine import Engine
+from .engine import Engine, NonFiniteLossError
 from .options import EvalOptions, TrainOptions
 from .softmax import ImageSoftmaxEngine
 from .triplet import ImageTripletEngine
+from .video import VideoSoftmaxEngine, VideoTripletEngine
 
-__all__ = ['Engine', 'EvalOptions', 'TrainOptions', 'Checkpointer', 'ImageSoftmaxEngine', 'ImageTripletEngine']
+__all__ = ['Engine', 'NonFiniteLossError', 'EvalOptions', 'TrainOptions', 'Checkpointer', 'ImageSoftmaxEngine', 'ImageTripletEngine',
+           'VideoSoftmaxEngine', 'VideoTripletEngine']

@@ -9,23 +9,30 @@ scheduler, AMP scaler, RNG states and best metric (all a resume needs), it recor
 normalisation it was trained with, the run's configuration and the library version. So
 ``FeatureExtractor.from_checkpoint(path)``, a test-only run and the ONNX export need nothing else.
 
-Retention: by default the newest ``keep_last=3`` epoch files and ``model-best.pth.tar``.
+Retention: by default the newest ``keep_last=3`` epoch files and ``model-best.pth.tar``. Every model's epoch
+file is written before any best copy, and the best copy before any deletion; the epoch file of the recorded
+best epoch is kept while ``model-best.pth.tar`` does not hold it, and :meth:`Checkpointer.ensure_best` restores
+a best file a kill cost (see :mod:`torchreid.utils.checkpoint`).
 """
+import contextlib
 import logging
+import os
 import os.path as osp
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 
 from torchreid.__version__ import __version__
-from torchreid.utils.checkpoint import load_checkpoint, restore_checkpoint_state, save_checkpoint
+from torchreid.utils.checkpoint import (CHECKPOINT_PREFIX, ensure_best_checkpoint, list_checkpoints, load_checkpoint,
+                                        prune_checkpoints, restore_checkpoint_state, save_checkpoint,
+                                        write_best_checkpoint)
+from torchreid.utils.io import remove_stale_temp_files
 from torchreid.utils.model_utils import unwrap_model
 from torchreid.utils.tools import get_rng_state
 
 __all__ = ['Checkpointer', 'ModelSlot']
 
 logger = logging.getLogger(__name__)
-
 
 
 class ModelSlot(NamedTuple):
@@ -83,12 +90,18 @@ class Checkpointer:
     def model_dir(self, name: str) -> str:
         return osp.join(self.save_dir, name)
 
+    def epoch_path(self, name: str, epochs_done: int) -> str:
+        return osp.join(self.model_dir(name), f'{CHECKPOINT_PREFIX}{int(epochs_done)}')
+
     def save(self, slots: Mapping[str, ModelSlot], epochs_done: int, training_state: Mapping[str, Any],
-             scaler: Any = None, is_best: bool = False) -> Dict[str, str]:
-        """Write ``model.pth.tar-<epochs_done>`` for every model (and ``model-best.pth.tar`` when ``is_best``).
+             scaler: Any = None, is_best: bool = False, retain: bool = True) -> Dict[str, str]:
+        """Write ``model.pth.tar-<epochs_done>`` for every model, then ``model-best.pth.tar`` when ``is_best``,
+        then (``retain``) delete the epoch files ``keep_last`` no longer keeps.
 
         ``training_state`` holds what the engine resumes besides the per-model states (best metric and
-        epoch, the metric's name, the last metric, precision...). The RNG states are those of this moment.
+        epoch, the metric's name, the last metric, whether a test is pending...). The RNG states are those
+        of this moment. ``retain=False`` for a provisional save (an epoch saved before its test), which must
+        not push a kept file out.
         """
         rng_state = get_rng_state()
         paths = {}
@@ -103,8 +116,61 @@ class Checkpointer:
                 **dict(training_state),
                 **self.description.get(name, {'torchreid_version': __version__}),
             }
-            paths[name] = save_checkpoint(state, self.model_dir(name), is_best=is_best, keep_last=self.keep_last)
+            paths[name] = save_checkpoint(state, self.model_dir(name), verbose=False)
+            if retain:
+                logger.info('Checkpoint saved to "%s"', paths[name])
+            else:
+                logger.info('Epoch %d saved before its test to "%s"', int(epochs_done), paths[name])
+        if is_best:
+            self.write_best(slots, epochs_done)
+        if retain:
+            self.prune(slots, training_state.get('best_epoch'))
         return paths
+
+    def write_best(self, names: Iterable[str], epochs_done: int) -> None:
+        """``model-best.pth.tar`` of every model: an atomic copy of its ``model.pth.tar-<epochs_done>``."""
+        for name in names:
+            write_best_checkpoint(self.model_dir(name), epochs_done)
+
+    def prune(self, names: Iterable[str], best_epoch: Optional[int] = None) -> None:
+        """Apply ``keep_last`` to every model's folder (the best epoch's file survives until copied)."""
+        if self.keep_last is None:
+            return
+        for name in names:
+            prune_checkpoints(self.model_dir(name), self.keep_last, best_epoch=best_epoch)
+
+    def discard(self, names: Iterable[str], epochs_done: int) -> None:
+        """Delete the provisional ``model.pth.tar-<epochs_done>`` files (neither due nor best after the test)."""
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.epoch_path(name, epochs_done))
+
+    def remove_leftovers(self, names: Iterable[str]) -> List[str]:
+        """Delete the temporary files killed writes left in the run folder and the model folders.
+
+        Only while this process holds the folder's :class:`~torchreid.utils.io.RunLock`: another live run's
+        temporary files look the same.
+        """
+        removed = remove_stale_temp_files(self.save_dir, recursive=False)
+        for name in names:
+            removed += remove_stale_temp_files(self.model_dir(name), recursive=False)
+        return removed
+
+    def ensure_best(self, names: Iterable[str], best_epoch: Optional[int], source_dirs: Mapping[str, str],
+                    metric_name: str = 'metric') -> bool:
+        """Make every model's ``model-best.pth.tar`` hold ``best_epoch`` (restoring it from the epoch file when
+        a kill lost it; ``source_dirs``: the folders resumed from). False when some best weights are gone."""
+        ok = True
+        for name in names:
+            restored = ensure_best_checkpoint(self.model_dir(name), best_epoch, source_dir=source_dirs.get(name),
+                                              metric_name=metric_name)
+            ok = ok and restored is not None
+        return ok
+
+    def last_saved(self, name: str) -> Optional[str]:
+        """The newest ``model.pth.tar-*`` of model ``name``, or None."""
+        found = list_checkpoints(self.model_dir(name))
+        return found[-1][1] if found else None
 
     @staticmethod
     def resume(paths: Union[str, Mapping[str, str]], slots: Mapping[str, ModelSlot], scaler: Any = None,
@@ -112,6 +178,8 @@ class Checkpointer:
         """Load every model's checkpoint into its slot; returns ``(epochs done, training state of the first)``.
 
         ``paths``: one path (a single model) or ``{model name: path}``. All checkpoints must be of one epoch.
+        The training state has ``metric_name``, ``best_metric``, ``best_epoch`` and ``test_pending`` (the epoch
+        was saved before its test, which did not finish).
         """
         names = list(slots)
         if isinstance(paths, Mapping):
@@ -132,7 +200,7 @@ class Checkpointer:
                                                 scaler if i == 0 else None, restore_rng=restore_rng and i == 0,
                                                 fpath=paths[name]))
             if i == 0:
-                state = {k: ckpt.get(k) for k in ('metric_name', 'best_metric', 'best_epoch')}
+                state = {k: ckpt.get(k) for k in ('metric_name', 'best_metric', 'best_epoch', 'test_pending')}
         if len(epochs) != 1:
             raise ValueError(f'resume: the checkpoints were saved at different epochs {sorted(epochs)}')
         return epochs.pop(), state

@@ -12,6 +12,11 @@ Resuming is exact: a checkpoint holds the weights, optimizer, scheduler and AMP 
 at the end of the epoch and the best value of the declared ``checkpoint_metric``; evaluation never consumes
 training randomness (the RNG states are put back after each test), so an interrupted-and-resumed run ends with
 the same weights as an uninterrupted one.
+
+No work is lost: an epoch that is tested is saved before its test (a failing test, export or full disk costs
+no training; the resumed run runs the test that did not finish), a non-finite loss stops the run before the
+bad step is applied and saved, and a run holds its save_dir's lock, so a second run on the same folder is
+refused instead of mixing checkpoints (see :mod:`torchreid.engine.checkpointer` for the best file).
 """
 import contextlib
 import dataclasses
@@ -31,14 +36,16 @@ import torch.nn as nn
 
 from torchreid import metrics
 from torchreid.losses import DeepSupervision
-from torchreid.utils.loggers import MetricMeter, find_file_handler, remove_logging, setup_logging
+from torchreid.utils.io import RunLock
+from torchreid.utils.loggers import (MetricMeter, find_file_handler, redirect_console_to_tqdm, remove_logging,
+                                     setup_console_logging, setup_logging)
 from torchreid.utils.model_utils import open_specified_layers, resolve_device
 from torchreid.utils.tools import get_rng_state, set_rng_state
 
 from .checkpointer import Checkpointer, ModelSlot
 from .options import EvalOptions, TrainOptions, check_keywords
 
-__all__ = ['Engine', 'EvalOptions', 'TrainOptions']
+__all__ = ['Engine', 'EvalOptions', 'TrainOptions', 'NonFiniteLossError']
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +68,18 @@ def _ask_progress(progress):
     return bool(progress)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A loss (or another value ``forward_backward`` reported) became NaN or infinite during training."""
+
+
 class Engine:
     """Base engine (a template).
 
     Args:
         datamanager: an ``ImageDataManager`` (anything with ``train_loader``, ``test_loader``,
             ``num_train_pids`` works).
-        device: ``'auto'``/None (CUDA when available), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` or a
-            ``torch.device``.
+        device: ``'auto'`` (the default; also None): CUDA when available, else the CPU; or ``'cpu'``,
+            ``'cuda'``, ``'cuda:1'``, ``'mps'``, a ``torch.device``.
         use_gpu: deprecated; ``False`` means ``device='cpu'``, ``True`` the automatic choice.
         mixed_precision: None (fp32), ``'fp16'`` or ``'bf16'``: forward passes under ``torch.autocast``;
             fp16 on CUDA also uses a gradient scaler.
@@ -78,17 +89,17 @@ class Engine:
         tensorboard: write TensorBoard scalars to ``save_dir``.
     """
 
-    def __init__(self, datamanager: Any, device: Union[None, str, int, torch.device] = None,
+    def __init__(self, datamanager: Any, device: Union[None, str, int, torch.device] = 'auto',
                  use_gpu: Optional[bool] = None,
                  mixed_precision: Optional[str] = None, channels_last: bool = False,
                  grad_clip: Optional[float] = None, progress: Optional[bool] = None, tensorboard: bool = True):
         if isinstance(device, bool):
             # Torchreid's positional ``Engine(datamanager, use_gpu)`` lands here.
-            use_gpu, device = device, None
+            use_gpu, device = device, 'auto'
         if use_gpu is not None:
             warnings.warn('Engine(use_gpu=...) is deprecated; pass device="cuda" / "cpu" instead',
                           DeprecationWarning, stacklevel=3)
-            if device is None and not use_gpu:
+            if device in (None, 'auto') and not use_gpu:
                 device = 'cpu'
         self.device = resolve_device(device)
         key = mixed_precision.lower() if isinstance(mixed_precision, str) else mixed_precision
@@ -125,7 +136,10 @@ class Engine:
         self.checkpoint_metric = TrainOptions.checkpoint_metric
         self.checkpointer: Optional[Checkpointer] = None
         self.config = None  # the run's configuration, recorded in checkpoints (``run(config=...)``)
-        self._last_results = None
+        self.last_test_results: Optional[Dict[str, dict]] = None  # {target: results} of the last test()
+        self.batch_idx = 0
+        self._resume_sources: Optional[Dict[str, str]] = None  # {model name: folder} of the last resume()
+        self._pending_test_epoch: Optional[int] = None  # resumed from an epoch saved before its test finished
         self._warned_no_metric = False
         self._trainable_before_fixbase = None  # [(parameter, requires_grad)] saved by the fixbase phase
 
@@ -239,19 +253,21 @@ class Engine:
 
     @property
     def rank1(self) -> Optional[float]:
-        """Rank-1 of the last target with labels at the last test (what Torchreid's ``test()`` returned)."""
-        if not self._last_results:
+        """Rank-1 of the last test, as Torchreid's ``test()`` returned it: that of the last target evaluated
+        (Torchreid's loop keeps the last value), skipping targets whose labels are hidden; None when no
+        target has labels."""
+        if not self.last_test_results:
             return None
         value = None
-        for res in self._last_results.values():
+        for res in self.last_test_results.values():
             if res.get('rank1') is not None:
-                value = res['rank1']
+                value = float(res['rank1'])
         return value
 
     @property
     def last_results(self) -> Optional[Dict[str, dict]]:
-        """The dict returned by the last :meth:`test`."""
-        return self._last_results
+        """Same as :attr:`last_test_results` (``{target: results}`` of the last :meth:`test`)."""
+        return self.last_test_results
 
     # ------------------------------------------------------------------ precision / device helpers
     def autocast(self) -> ContextManager:
@@ -283,6 +299,9 @@ class Engine:
         total norm before clipping is kept in :attr:`last_grad_norm`.
         """
         names = self.get_model_names(names)
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            # Before backward(): the step is not applied, so the weights in memory stay those of the last step.
+            self._stop_non_finite('loss', float(loss.detach().float().reshape(-1)[0]))
         optims = [(n, self._optims[n]) for n in names if self._optims[n] is not None]
         for _, optim in optims:
             optim.zero_grad(set_to_none=True)
@@ -316,10 +335,12 @@ class Engine:
                        for name, slot in self._slots().items()}
         return Checkpointer(save_dir, keep_last=keep_last, description=description)
 
-    def _training_state(self, metric: Optional[float] = None) -> Dict[str, Any]:
+    def _training_state(self, metric: Optional[float] = None, test_pending: bool = False) -> Dict[str, Any]:
+        """What a checkpoint records besides the model states. ``test_pending``: the epoch is saved before its
+        test; a run resumed from it runs that test first (the best model may be this epoch)."""
         return {'rank1': self.rank1 if metric is not None else None, 'metric_name': self.checkpoint_metric,
                 'metric': metric, 'best_metric': self.best_metric, 'best_epoch': self.best_epoch,
-                'mixed_precision': self.mixed_precision}
+                'mixed_precision': self.mixed_precision, 'test_pending': bool(test_pending)}
 
     def save_model(self, epoch: int, rank1: Optional[float] = None, save_dir: str = 'log', is_best: bool = False,
                    keep_last: Optional[int] = None, metric: Optional[float] = None) -> Dict[str, str]:
@@ -345,6 +366,11 @@ class Engine:
             self.checkpoint_metric = state['metric_name']
         self.best_metric = state.get('best_metric')
         self.best_epoch = state.get('best_epoch')
+        names = self.get_model_names()
+        paths = dict(fpath) if isinstance(fpath, Mapping) else {names[0]: fpath}
+        # The next run() checks that model-best.pth.tar holds best_epoch (a kill may have cost it).
+        self._resume_sources = {name: osp.dirname(osp.abspath(str(paths[name]))) for name in names}
+        self._pending_test_epoch = start_epoch if state.get('test_pending') else None
         return start_epoch
 
     # ------------------------------------------------------------------ main loop
@@ -369,10 +395,22 @@ class Engine:
         from; it overrides ``start_epoch``. ``config``: the run's configuration, recorded in the checkpoints.
 
         Intermediate tests (``eval_freq``) neither export rankings nor draw pictures; the final test
-        (after the last epoch, or ``test_only``) does what is asked.
+        (after the last epoch, or ``test_only``) does what is asked. An epoch that is tested is saved before
+        its test and saved again with its metric after it (``model-best.pth.tar`` then follows).
+
+        A training run holds ``<save_dir>/.torchreid.lock`` (:class:`~torchreid.utils.io.RunLock`) and, holding
+        it, removes the temporary files killed writes left there; a test-only run takes no lock. The log goes to
+        ``<save_dir>/train.log`` (``test.log``), and to the console when the user has set up no logging; the
+        results table and where the files went close the run.
 
         Returns:
-            dict: the results of the last test (see :meth:`test`), or None when no test ran.
+            dict: ``{target: results}`` of the last test (see :attr:`last_test_results`), or None when no
+            test ran.
+
+        Raises:
+            torchreid.utils.io.SaveDirInUseError: another live run trains in ``save_dir``.
+            NonFiniteLossError: a loss became NaN / infinite (the bad step is neither applied nor saved).
+            torchreid.utils.io.DiskFullError: a checkpoint could not be written (the previous ones are intact).
         """
         check_keywords('Engine.run', eval_options, EvalOptions.accepted_keywords())
         options = EvalOptions(save_dir=save_dir, **eval_options)
@@ -386,47 +424,81 @@ class Engine:
             raise RuntimeError('no model registered: call register_model() in the engine constructor')
         if config is not None:
             self.config = config
-        self.checkpoint_metric = train.checkpoint_metric
 
         handler = None
         if find_file_handler(save_dir=save_dir) is None:
             handler = setup_logging(save_dir, 'test.log' if test_only else 'train.log')
+        console = setup_console_logging()  # None when the user's logging shows the records already
         own_writer = False
-        if self.tensorboard and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=save_dir)
-            own_writer = True
+        lock = None
         try:
-            if resume:
-                start = self.resume(resume)
-                if self.checkpoint_metric != train.checkpoint_metric:
+            if not test_only:
+                # Refuses a second live run on this folder before anything is written (or deleted) there.
+                lock = RunLock(save_dir)
+                lock.acquire()
+            if self.tensorboard and self.writer is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=save_dir)
+                own_writer = True
+            with redirect_console_to_tqdm(_ask_progress(self.progress)):
+                if resume:
+                    start = self.resume(resume)
+                    train = dataclasses.replace(train, start_epoch=start)
+                if self._resume_sources is not None and self.checkpoint_metric != train.checkpoint_metric:
                     logger.warning('The checkpoint tracked the best %s; this run tracks %s from scratch',
                                    self.checkpoint_metric, train.checkpoint_metric)
-                    self.checkpoint_metric, self.best_metric, self.best_epoch = train.checkpoint_metric, None, None
-                train = dataclasses.replace(train, start_epoch=start)
-            if test_only:
-                results = self.test(options, final=True)
-                self._log_results_table(results)
+                    self.best_metric, self.best_epoch = None, None
+                self.checkpoint_metric = train.checkpoint_metric
+                if test_only:
+                    self.test(options, final=True)
+                    results = self.last_test_results
+                    self._log_results_table(results)
+                    self._log_outputs(save_dir, results, handler, checkpoints=False)
+                    return results
+                self._check_evaluation(options)
+                self.checkpointer = self._checkpointer(save_dir, train.keep_last)
+                self.checkpointer.remove_leftovers(self.get_model_names())  # ours to clean: we hold the lock
+                self._check_resumed_best()
+                results = self._train_loop(train, options)
+                self._log_outputs(save_dir, results, handler, checkpoints=True)
                 return results
-            self._check_evaluation(options)
-            self.checkpointer = self._checkpointer(save_dir, train.keep_last)
-            return self._train_loop(train, options)
         finally:
+            self._resume_sources = None
             if own_writer:
                 # One event file per run, in that run's save_dir.
                 self.writer.close()
                 self.writer = None
+            if lock is not None:
+                lock.release()
+            remove_logging(console)
             remove_logging(handler)
+
+    def _check_resumed_best(self) -> None:
+        """After a resume: model-best.pth.tar must hold the recorded best epoch. A kill during its write leaves
+        the previous best (or none) and the resumed run would never write it again: it is restored from that
+        epoch's file; when no file holds those weights any more, the best is tracked afresh."""
+        sources, self._resume_sources = self._resume_sources, None
+        if sources is None or self.best_epoch is None:
+            return
+        if not self.checkpointer.ensure_best(self.get_model_names(), self.best_epoch, sources,
+                                             metric_name=self.checkpoint_metric):
+            self.best_metric, self.best_epoch = None, None
 
     def _train_loop(self, train: TrainOptions, options: EvalOptions) -> Optional[Dict[str, dict]]:
         self.max_epoch = train.max_epoch
         results = None
+        pending, self._pending_test_epoch = self._pending_test_epoch, None
+        if pending is not None and 0 < pending == train.start_epoch and train.evaluates_after(pending):
+            logger.info('Epoch %d was saved before its test, which did not finish: testing it now', pending)
+            self.epoch = pending - 1
+            results = self._test_and_keep(train, options, pending, saved_before=False)
         if train.start_epoch >= train.max_epoch:
             if train.max_epoch > 0:
-                logger.info('Nothing to train (start_epoch %d >= max_epoch %d): final test only',
-                            train.start_epoch, train.max_epoch)
-                results = self._test_keep_rng(options, epoch=train.max_epoch, final=True)
+                if results is None:
+                    logger.info('Nothing to train (start_epoch %d >= max_epoch %d): final test only',
+                                train.start_epoch, train.max_epoch)
+                    results = self._test_keep_rng(options, epoch=train.max_epoch, final=True)
                 self._log_results_table(results)
             return results
 
@@ -435,21 +507,40 @@ class Engine:
         for self.epoch in range(train.start_epoch, train.max_epoch):
             done = self.epoch + 1
             self.train(print_freq=train.print_freq, fixbase_epoch=train.fixbase_epoch, open_layers=train.open_layers)
-            metric, is_best = None, False
             if train.evaluates_after(done):
-                results = self._test_keep_rng(options, epoch=done, final=done == train.max_epoch)
-                metric = self._checkpoint_metric_value(results)
-                if metric is not None and (self.best_metric is None or metric > self.best_metric):
-                    self.best_metric, self.best_epoch, is_best = metric, done, True
-                    logger.info('New best %s: %.2f%% (epoch %d)', self.checkpoint_metric, 100 * metric, done)
-            if is_best or train.saves_after(done):
-                # The RNG states saved are those right after training (the test put them back), so a
-                # resumed run replays the same randomness.
-                self.checkpointer.save(self._slots(), done, self._training_state(metric), scaler=self.scaler,
-                                       is_best=is_best)
+                results = self._test_and_keep(train, options, done, saved_before=True)
+            elif train.saves_after(done):
+                self.checkpointer.save(self._slots(), done, self._training_state(), scaler=self.scaler)
         logger.info('Elapsed %s', datetime.timedelta(seconds=round(time.time() - time_start)))
         if results is not None:
             self._log_results_table(results)
+        return results
+
+    def _test_and_keep(self, train: TrainOptions, options: EvalOptions, done: int,
+                       saved_before: bool) -> Dict[str, dict]:
+        """Test after ``done`` epochs and keep what the test decides.
+
+        ``saved_before``: the epoch is saved first (``test_pending``), so a failing test or export, or a kill,
+        costs no training. Then the checkpoint is written again with the test's metric, and
+        ``model-best.pth.tar`` follows when it is the best; a provisional file that is neither due
+        (``save_freq``) nor the best is removed.
+        """
+        due = train.saves_after(done)
+        if saved_before:
+            # The RNG states saved are those right after training (the test puts them back).
+            self.checkpointer.save(self._slots(), done, self._training_state(test_pending=True), scaler=self.scaler,
+                                   retain=False)
+        results = self._test_keep_rng(options, epoch=done, final=done == train.max_epoch)
+        metric = self._checkpoint_metric_value(results)
+        is_best = False
+        if metric is not None and (self.best_metric is None or metric > self.best_metric):
+            self.best_metric, self.best_epoch, is_best = metric, done, True
+            logger.info('New best %s: %.2f%% (epoch %d)', self.checkpoint_metric, 100 * metric, done)
+        if is_best or due:
+            self.checkpointer.save(self._slots(), done, self._training_state(metric), scaler=self.scaler,
+                                   is_best=is_best)
+        elif saved_before:
+            self.checkpointer.discard(self.get_model_names(), done)
         return results
 
     def _test_keep_rng(self, options: EvalOptions, epoch: int, final: bool) -> Dict[str, dict]:
@@ -457,9 +548,10 @@ class Engine:
         # generator): put the states back afterwards so eval_freq does not change the trained weights.
         state = get_rng_state()
         try:
-            return self.test(options, epoch=epoch, final=final)
+            self.test(options, epoch=epoch, final=final)
         finally:
             set_rng_state(state)
+        return self.last_test_results
 
     def _checkpoint_metric_value(self, results: Dict[str, dict]) -> Optional[float]:
         for res in results.values():
@@ -489,7 +581,9 @@ class Engine:
         bar = tqdm(self.train_loader, total=self.num_batches, desc=f'epoch {self.epoch + 1}/{self.max_epoch}',
                    disable=not _ask_progress(self.progress), leave=False, dynamic_ncols=True)
         for batch_idx, data in enumerate(bar):
+            self.batch_idx = batch_idx
             summary = self.forward_backward(data)
+            self._check_finite(summary)
             meters.update(summary)
             batch_time = time.time() - end
             batch_time_sum += batch_time
@@ -527,6 +621,27 @@ class Engine:
         """One optimisation step on a batch; returns ``{name: float}`` (losses, accuracy...)."""
         raise NotImplementedError(f'{type(self).__name__} must implement forward_backward(data)')
 
+    def _check_finite(self, summary: Optional[Mapping[str, Any]]) -> None:
+        """Stop on a NaN / infinite value in ``forward_backward``'s summary (a subclass that steps its optimizer
+        itself is caught here; :meth:`backward_and_step` catches the loss before the step)."""
+        for name, value in (summary or {}).items():
+            value = value.item() if hasattr(value, 'item') else value
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                self._stop_non_finite(name, float(value))
+
+    def _stop_non_finite(self, name: str, value: float) -> None:
+        where = f'epoch {self.epoch + 1}, batch {self.batch_idx + 1}'
+        if self.num_batches:
+            where += f'/{self.num_batches}'
+        last = None
+        if self.checkpointer is not None:
+            last = self.checkpointer.last_saved(self.get_model_names()[0])
+        kept = (f'the last good checkpoint is "{last}" (resume from it, e.g. with a lower learning rate or '
+                f'grad_clip)' if last else 'no checkpoint was written yet')
+        message = (f'{name} is {value} at {where}: training stopped. This state was not saved; {kept}.')
+        logger.error(message)
+        raise NonFiniteLossError(message)
+
     def two_stepped_transfer_learning(self, epoch: int, fixbase_epoch: int, open_layers: Optional[Sequence[str]],
                                       model: Optional[nn.Module] = None) -> None:
         """For the first ``fixbase_epoch`` epochs train only ``open_layers``; then what was trainable before.
@@ -552,7 +667,7 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
     def test(self, options: Optional[EvalOptions] = None, *, epoch: Optional[int] = None, final: bool = True,
-             **overrides) -> Dict[str, dict]:
+             **overrides) -> Optional[float]:
         """Evaluate every target; Torchreid's keywords (``dist_metric=...``) work as overrides.
 
         Args:
@@ -561,9 +676,11 @@ class Engine:
             final: export rankings / draw pictures when asked (False for intermediate tests).
 
         Returns:
-            dict: ``{target: {'mAP', 'rank1', 'mINP', 'cmc', 'ranks', 'num_queries', 'num_gallery',
-            'num_valid_queries', 'eval_metric', 'hidden_labels', 'ranking_path'}}``; the scores are None for
-            hidden labels. Torchreid's single rank-1 is :attr:`rank1`.
+            float: rank-1 as Torchreid's ``test()`` returns it (:attr:`rank1`: the last target evaluated that has
+            labels; None when every target's labels are hidden). Every target's results are in
+            :attr:`last_test_results`: ``{target: {'mAP', 'rank1', 'mINP', 'cmc', 'ranks', 'num_queries',
+            'num_gallery', 'num_valid_queries', 'eval_metric', 'hidden_labels', 'ranking_path'}}`` (the scores
+            are None for hidden labels).
         """
         if options is None:
             check_keywords('Engine.test', overrides, EvalOptions.accepted_keywords())
@@ -581,13 +698,13 @@ class Engine:
             loaders = self.test_loader[name]
             logger.info('##### Evaluating %s #####', name)
             results[name] = self._evaluate_target(name, loaders['query'], loaders['gallery'], options, final)
-        self._last_results = results
+        self.last_test_results = results
         if self.writer is not None and epoch is not None:
             for name, res in results.items():
                 for key in ('mAP', 'rank1', 'mINP'):
                     if res.get(key) is not None:
                         self.writer.add_scalar(f'Test/{name}/{key}', res[key], epoch)
-        return results
+        return self.rank1
 
     def _target_names(self) -> List[str]:
         targets = getattr(self.datamanager, 'targets', None)
@@ -616,8 +733,8 @@ class Engine:
         hidden = bool(getattr(qset, 'hidden_labels', False))
 
         t0 = time.time()
-        qf, q_pids, q_camids = self.extract_features(query_loader, desc=f'{name} query')
-        gf, g_pids, g_camids = self.extract_features(gallery_loader, desc=f'{name} gallery')
+        qf, q_pids, q_camids = self.extract_features_from_loader(query_loader, desc=f'{name} query')
+        gf, g_pids, g_camids = self.extract_features_from_loader(gallery_loader, desc=f'{name} gallery')
         logger.info('Extracted features: query %s, gallery %s (%.1f s)', tuple(qf.shape), tuple(gf.shape),
                     time.time() - t0)
         self._check_aligned(name, 'query', qset, qf)
@@ -640,15 +757,15 @@ class Engine:
                 logger.info('Rank-%-3d: %.1f%%', r, 100 * v)
 
         if final and opts.export_ranking_results:
+            # (the exporter logs where it wrote the file)
             res['ranking_path'] = evaluator.export(evaluation, getattr(qset, 'data_info', None),
                                                    getattr(gset, 'data_info', None), opts.save_dir, name)
-            if res['ranking_path']:
-                logger.info('Ranking results of %s exported to "%s"', name, res['ranking_path'])
         if final and opts.visrank:
             from torchreid.utils.reidtools import visualize_ranked_results
 
             out_dir = osp.join(opts.save_dir, 'visrank_' + name)
-            visualize_ranked_results(evaluation.rankings, qset.data, gset.data, out_dir, topk=opts.visrank_topk,
+            visualize_ranked_results(evaluation.rankings, qset, gset, out_dir, topk=opts.visrank_topk,
+                                     data_type=getattr(self.datamanager, 'data_type', 'image'),
                                      width=getattr(self.datamanager, 'width', 128),
                                      height=getattr(self.datamanager, 'height', 256),
                                      hidden_labels=hidden, max_queries=opts.visrank_max_queries)
@@ -671,26 +788,66 @@ class Engine:
                          f"{pct(res['mAP'])} | {pct(res['rank1'])} | {pct(res['mINP'])} |")
         logger.info('Results\n%s', '\n'.join(lines))
 
+    def _log_outputs(self, save_dir: str, results: Optional[Dict[str, dict]], handler: Optional[logging.Handler],
+                     checkpoints: bool) -> None:
+        """Say where the run wrote its files."""
+        from torchreid.utils.checkpoint import BEST_CHECKPOINT_NAME
+
+        lines = []
+        log_handler = handler or find_file_handler(save_dir=save_dir)
+        if log_handler is not None:
+            lines.append(f'log: {log_handler.baseFilename}')
+        if self.tensorboard:
+            lines.append(f'TensorBoard events: {osp.abspath(save_dir)} (tensorboard --logdir {save_dir})')
+        if checkpoints and self.checkpointer is not None:
+            for name in self.get_model_names():
+                last = self.checkpointer.last_saved(name)
+                best = osp.join(self.checkpointer.model_dir(name), BEST_CHECKPOINT_NAME)
+                text = f'checkpoints: {osp.abspath(self.checkpointer.model_dir(name))}'
+                if last:
+                    text += f' (last: {osp.basename(last)}'
+                    text += f', best: {BEST_CHECKPOINT_NAME} = epoch {self.best_epoch})' if \
+                        self.best_epoch is not None and osp.isfile(best) else ')'
+                lines.append(text)
+        for name, res in (results or {}).items():
+            if res.get('ranking_path'):
+                lines.append(f'rankings of {name}: {res["ranking_path"]}')
+        if lines:
+            logger.info('Outputs\n  %s', '\n  '.join(lines))
+
     # ------------------------------------------------------------------ features
-    def extract_features(self, loader: Any, desc: str = 'features') -> Any:
-        """Features of every image a test loader yields, in order.
+    def extract_features(self, input: torch.Tensor) -> torch.Tensor:
+        """Features of one batch of images (Torchreid's extension point: override it to change how features
+        are computed, e.g. to concatenate two heads). ``input`` is the batch, already on the engine's device
+        when the evaluation calls it (under ``torch.inference_mode``, the models in eval mode, autocast on).
+
+        Passing a loader here is the older call shape of :meth:`extract_features_from_loader` (deprecated).
+        """
+        if not isinstance(input, torch.Tensor):
+            warnings.warn('Engine.extract_features(loader) is deprecated: it extracts one batch (Torchreid\'s '
+                          'hook); use extract_features_from_loader(loader) for a whole loader',
+                          DeprecationWarning, stacklevel=2)
+            return self.extract_features_from_loader(input)
+        return self._models[self.get_model_names()[0]](self.to_device(input))
+
+    def extract_features_from_loader(self, loader: Any, desc: str = 'features') -> Tuple[torch.Tensor, Any, Any]:
+        """Features of every image a test loader yields, in order, through the per-batch
+        :meth:`extract_features` hook.
 
         Args:
-            loader: an iterable of batches (dicts with ``'img'``, ``'pid'``, ``'camid'``). A tensor is also
-                accepted (Torchreid's ``extract_features(imgs)``): the model's output is returned for it.
+            loader: an iterable of batches (dicts with ``'img'``, ``'pid'``, ``'camid'``; see
+                :meth:`parse_data_for_eval`).
+            desc: label of the progress bar.
 
         Returns:
             ``(features FloatTensor [N, D] on the CPU, pids np.ndarray [N], camids np.ndarray [N])``.
         """
         from tqdm.auto import tqdm
 
-        model = self._models[self.get_model_names()[0]]
-        if isinstance(loader, torch.Tensor):
-            # Torchreid's call shape: a batch in, the model output out.
-            with self.autocast():
-                return model(self.to_device(loader))
-        was_training = model.training
-        model.eval()
+        models = [self._models[n] for n in self.get_model_names()]
+        modes = [m.training for m in models]
+        for m in models:
+            m.eval()
         feats, pids, camids = [], [], []
         try:
             with torch.inference_mode():
@@ -699,12 +856,16 @@ class Engine:
                                  leave=False, dynamic_ncols=True):
                     imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
                     with self.autocast():
-                        out = model(self.to_device(imgs))
+                        out = self.extract_features(self.to_device(imgs))
+                    if not isinstance(out, torch.Tensor):
+                        raise TypeError(f'{type(self).__name__}.extract_features returned {type(out).__name__}; '
+                                        'expected a feature tensor [B, D]')
                     feats.append(out.float().cpu())
                     pids.append(np.asarray(batch_pids))
                     camids.append(np.asarray(batch_camids))
         finally:
-            model.train(was_training)
+            for m, mode in zip(models, modes):
+                m.train(mode)
         if not feats:
             raise RuntimeError(f'{desc}: the loader yielded no batch')
         return torch.cat(feats, 0), np.concatenate(pids), np.concatenate(camids)

@@ -80,7 +80,8 @@ class EvalOptions:
         if not ranks or any(isinstance(r, bool) or int(r) != r or r < 1 for r in ranks):
             raise ValueError(f'EvalOptions.ranks must be positive ints, got {ranks}')
         self.ranks = tuple(int(r) for r in ranks)
-        self.max_rank = _int_at_least('EvalOptions', 'max_rank', max_rank, 1)
+        # The CMC curve is computed as far as the largest rank asked for (ranks=[1, 100] reports rank 100).
+        self.max_rank = max(_int_at_least('EvalOptions', 'max_rank', max_rank, 1), max(self.ranks))
         self.use_metric_cuhk03 = bool(use_metric_cuhk03)
         if eval_metric is not None and eval_metric not in EVAL_METRICS:
             raise ValueError(f'EvalOptions.eval_metric must be None or one of {EVAL_METRICS}, got {eval_metric!r}')

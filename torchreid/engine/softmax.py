@@ -25,7 +25,7 @@ class ImageSoftmaxEngine(Engine):
         model (nn.Module): returns logits in train mode and features in eval mode.
         optimizer: a torch optimizer.
         scheduler: an LR scheduler stepped once per epoch (optional).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` or None (automatic).
+        device: ``'auto'`` (the default: CUDA when available), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``.
         label_smooth (bool): label smoothing in the cross entropy.
         **kwargs: ``use_gpu`` (deprecated), ``mixed_precision``, ``channels_last``, ``grad_clip``,
             ``progress``, ``tensorboard`` (see :class:`Engine`).
@@ -40,7 +40,7 @@ class ImageSoftmaxEngine(Engine):
     """
 
     def __init__(self, datamanager: Any, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None,
-                 device: Union[None, str, torch.device] = None, label_smooth: bool = True, **kwargs: Any):
+                 device: Union[None, str, torch.device] = 'auto', label_smooth: bool = True, **kwargs: Any):
         super().__init__(datamanager, device=device, **kwargs)
         self.register_model('model', model, optimizer, scheduler)  # also self.model / optimizer / scheduler
         self.criterion = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)

@@ -1,4 +1,5 @@
 """Engine for metric learning: batch-hard triplet loss plus (optionally) cross entropy."""
+import logging
 from typing import Any, Dict, Union
 
 import torch
@@ -10,6 +11,8 @@ from .engine import Engine
 from .softmax import accuracy
 
 __all__ = ['ImageTripletEngine']
+
+logger = logging.getLogger(__name__)
 
 
 class ImageTripletEngine(Engine):
@@ -23,7 +26,7 @@ class ImageTripletEngine(Engine):
         weight_t (float): weight of the triplet loss.
         weight_x (float): weight of the cross-entropy loss.
         scheduler: an LR scheduler stepped once per epoch (optional).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'`` or None (automatic).
+        device: ``'auto'`` (the default: CUDA when available), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``.
         label_smooth (bool): label smoothing in the cross entropy.
         action_aware (bool): mine triplets only inside one action (SoccerNet identities are per action);
             the batch's ``camid`` (= action index) is given to the triplet loss.
@@ -33,7 +36,7 @@ class ImageTripletEngine(Engine):
 
     def __init__(self, datamanager: Any, model: nn.Module, optimizer: torch.optim.Optimizer, margin: float = 0.3,
                  weight_t: float = 1, weight_x: float = 1, scheduler: Any = None,
-                 device: Union[None, str, torch.device] = None, label_smooth: bool = True, action_aware: bool = False,
+                 device: Union[None, str, torch.device] = 'auto', label_smooth: bool = True, action_aware: bool = False,
                  **kwargs: Any):
         super().__init__(datamanager, device=device, **kwargs)
         if weight_t < 0 or weight_x < 0:
@@ -46,6 +49,9 @@ class ImageTripletEngine(Engine):
         self.action_aware = bool(action_aware)
         self.criterion_t = TripletLoss(margin=margin, action_aware=action_aware)
         self.criterion_x = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
+        if self.weight_x == 0:
+            # The classifier gets no gradient: its accuracy would be that of random weights (about 0).
+            logger.info('weight_x=0: the identity classifier is not trained, so no training accuracy is reported')
 
     def forward_backward(self, data: Dict[str, Any]) -> Dict[str, float]:
         outputs, pids = self.forward_train_batch(data)
@@ -66,5 +72,6 @@ class ImageTripletEngine(Engine):
             summary['loss_x'] = loss_x.item()
         self.backward_and_step(loss)
         summary['loss'] = loss.item()
-        summary['acc'] = accuracy(logits, pids)
+        if self.weight_x > 0:
+            summary['acc'] = accuracy(logits, pids)
         return summary

@@ -12,6 +12,13 @@ _EXPORTS = {
     'atomic_write': '.io',
     'atomic_write_json': '.io',
     'atomic_torch_save': '.io',
+    'DiskFullError': '.io',
+    'RunLock': '.io',
+    'SaveDirInUseError': '.io',
+    'remove_stale_temp_files': '.io',
+    # cli.py
+    'error_message': '.cli',
+    'run_cli': '.cli',
     # tools.py
     'set_random_seed': '.tools',
     'get_rng_state': '.tools',
@@ -19,7 +26,14 @@ _EXPORTS = {
     'mkdir_if_missing': '.tools',
     'check_isfile': '.tools',
     'read_image': '.tools',
+    'to_rgb': '.tools',
     'collect_env_info': '.tools',
+    'read_json': '.tools',
+    'write_json': '.tools',
+    'download_url': '.tools',
+    'listdir_nohidden': '.tools',
+    # model_complexity.py
+    'compute_model_complexity': '.model_complexity',
     # model_utils.py
     'open_all_layers': '.model_utils',
     'open_specified_layers': '.model_utils',
@@ -31,6 +45,10 @@ _EXPORTS = {
     'resume_from_checkpoint': '.checkpoint',
     'restore_checkpoint_state': '.checkpoint',
     'list_checkpoints': '.checkpoint',
+    'prune_checkpoints': '.checkpoint',
+    'write_best_checkpoint': '.checkpoint',
+    'ensure_best_checkpoint': '.checkpoint',
+    'checkpoint_epoch': '.checkpoint',
     # loggers.py
     'setup_logging': '.loggers',
     'remove_logging': '.loggers',
@@ -38,12 +56,14 @@ _EXPORTS = {
     'RankLogger': '.loggers',
     'AverageMeter': '.loggers',
     'MetricMeter': '.loggers',
+    'setup_console_logging': '.loggers',
     # feature_extractor.py
     'FeatureExtractor': '.feature_extractor',
     # reidtools.py
     'visualize_ranked_results': '.reidtools',
-    # re-exported from the models package (Torchreid kept it in utils)
+    # re-exported from the models and metrics packages (Torchreid kept them in utils)
     'load_pretrained_weights': 'torchreid.models',
+    're_ranking': 'torchreid.metrics.rerank',
 }
 
 __all__ = sorted(_EXPORTS)

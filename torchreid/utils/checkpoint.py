@@ -5,6 +5,13 @@ completed, plus ``<save_dir>/model-best.pth.tar`` when the declared metric impro
 
 Every file is written through :func:`torchreid.utils.io.atomic_torch_save`, so a process killed while
 saving leaves the previous checkpoint untouched and no half-written file under the final name.
+``model-best.pth.tar`` is an atomic copy of the epoch file it comes from, written before retention may
+delete that file; retention never deletes the epoch file of the recorded ``best_epoch`` while
+``model-best.pth.tar`` does not hold that epoch, and :func:`ensure_best_checkpoint` (called on resume)
+restores a best file lost to a kill from that epoch file.
+
+Resuming with an optimizer whose learning rate differs from the checkpoint's applies the new one (the
+schedule continues from its epoch with the new base lr) and says so in the log.
 
 Checkpoints load with ``torch.load(weights_only=True)``: NumPy arrays and scalars found in the state
 (e.g. NumPy's RNG state) are stored as plain lists / Python numbers and turned back into NumPy on load,
@@ -12,20 +19,20 @@ so nothing needs the unsafe pickle path.
 """
 import contextlib
 import logging
+import math
 import os
 import os.path as osp
 import pickle
 import re
-import shutil
 import zipfile
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .io import atomic_torch_save, atomic_write
+from .io import atomic_torch_save, atomic_write, fault_point
 from .model_utils import unwrap_model
 
 __all__ = [
@@ -36,6 +43,10 @@ __all__ = [
     'resume_from_checkpoint',
     'restore_checkpoint_state',
     'list_checkpoints',
+    'prune_checkpoints',
+    'write_best_checkpoint',
+    'checkpoint_epoch',
+    'ensure_best_checkpoint',
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,8 +54,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = 'model.pth.tar-'
 BEST_CHECKPOINT_NAME = 'model-best.pth.tar'
 _CKPT_RE = re.compile(r'^model\.pth\.tar-(\d+)$')
-# Temporary files of torchreid.utils.io.atomic_write for checkpoint names: '.<name>.<random>.tmp'.
-_TMP_RE = re.compile(r'^\.(model\.pth\.tar-\d+|model-best\.pth\.tar)\..+\.tmp$')
+_COPY_CHUNK = 1 << 20
 
 # Tag of an encoded NumPy array (weights_only unpickling refuses ndarray objects).
 _NDARRAY_TAG = '__ndarray__'
@@ -90,16 +100,6 @@ def _strip_module_prefix(state_dict):
     return out
 
 
-def _remove_stale_temp_files(save_dir):
-    # A process killed (SIGKILL, power loss) while saving cannot clean up its temporary file; the next
-    # save in the same folder does. Only names atomic_write gives to checkpoint temporaries match.
-    for name in os.listdir(save_dir):
-        if _TMP_RE.match(name):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(osp.join(save_dir, name))
-                logger.info('Removed the leftover of an interrupted save: "%s"', name)
-
-
 def list_checkpoints(save_dir: str) -> List[Tuple[int, str]]:
     """``[(epoch, path), ...]`` of the ``model.pth.tar-<epoch>`` files in ``save_dir``, oldest first."""
     if not osp.isdir(save_dir):
@@ -113,20 +113,28 @@ def list_checkpoints(save_dir: str) -> List[Tuple[int, str]]:
 
 
 def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
-                    remove_module_from_keys: bool = True, keep_last: Optional[int] = None) -> str:
+                    remove_module_from_keys: bool = True, keep_last: Optional[int] = None,
+                    verbose: bool = True) -> str:
     """Save ``state`` to ``<save_dir>/model.pth.tar-<state['epoch']>`` atomically.
 
     Args:
         state (dict): must hold ``state_dict`` and ``epoch`` (epochs completed); usually also
-            ``optimizer``, ``scheduler``, ``scaler``, ``rng_state``, ``best_metric``, ``metric_name``.
+            ``optimizer``, ``scheduler``, ``scaler``, ``rng_state``, ``best_metric``, ``best_epoch``,
+            ``metric_name``.
         save_dir (str): folder (created when missing).
-        is_best (bool): also write ``model-best.pth.tar`` (an atomic copy of the new file).
+        is_best (bool): also write ``model-best.pth.tar`` (an atomic copy of the new file, written before
+            any old file is removed).
         remove_module_from_keys (bool): strip DataParallel's ``module.`` prefix from the weights.
         keep_last (int, optional): keep only the newest ``keep_last`` ``model.pth.tar-*`` files
-            (``model-best.pth.tar`` is never deleted). ``None`` keeps everything.
+            (:func:`prune_checkpoints`: ``model-best.pth.tar`` is never deleted, nor the epoch file of
+            ``state['best_epoch']`` while the best file does not hold it). ``None`` keeps everything.
+        verbose (bool): log where the checkpoint went (the engine's checkpointer says it itself).
 
     Returns:
         str: path of the written checkpoint.
+
+    Raises:
+        torchreid.utils.io.DiskFullError: the disk is full (the files already there are intact).
     """
     if not isinstance(state, dict):
         raise TypeError(f'save_checkpoint: state must be a dict, got {type(state).__name__}')
@@ -141,23 +149,137 @@ def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
     state = _rebuild(state, _encode)
 
     os.makedirs(save_dir, exist_ok=True)
-    _remove_stale_temp_files(save_dir)
     fpath = osp.join(save_dir, f"{CHECKPOINT_PREFIX}{int(state['epoch'])}")
     atomic_torch_save(state, fpath)
-    logger.info('Checkpoint saved to "%s"', fpath)
+    if verbose:
+        logger.info('Checkpoint saved to "%s"', fpath)
 
     if is_best:
-        best_path = osp.join(save_dir, BEST_CHECKPOINT_NAME)
-        with open(fpath, 'rb') as src, atomic_write(best_path, 'wb') as dst:
-            shutil.copyfileobj(src, dst)
-        logger.info('Best checkpoint updated: "%s"', best_path)
-
+        write_best_checkpoint(save_dir, int(state['epoch']))
     if keep_last is not None:
-        for _, old in list_checkpoints(save_dir)[:-keep_last]:
-            if osp.abspath(old) != osp.abspath(fpath):
-                os.remove(old)
-                logger.debug('Removed old checkpoint "%s" (keep_last=%d)', old, keep_last)
+        prune_checkpoints(save_dir, keep_last, best_epoch=state.get('best_epoch'), keep=[fpath])
     return fpath
+
+
+def _copy_atomically(src: str, dst: str) -> None:
+    """Copy ``src`` over ``dst`` atomically (in at least two chunks, so the ``write`` fault point falls
+    inside the copy)."""
+    size = os.path.getsize(src)
+    chunk = max(1, min(_COPY_CHUNK, size // 2))
+    with open(src, 'rb') as fin, atomic_write(dst, 'wb') as fout:
+        first = True
+        while True:
+            data = fin.read(chunk)
+            if not data:
+                break
+            fout.write(data)
+            if first:
+                fout.flush()
+                fault_point('write', dst)
+                first = False
+
+
+def write_best_checkpoint(save_dir: str, epoch: int) -> str:
+    """Make ``<save_dir>/model-best.pth.tar`` an atomic copy of ``model.pth.tar-<epoch>``; return its path."""
+    src = osp.join(save_dir, f'{CHECKPOINT_PREFIX}{int(epoch)}')
+    if not osp.isfile(src):
+        raise FileNotFoundError(f'write_best_checkpoint: "{src}" does not exist (the best epoch must be saved first)')
+    fault_point('best', src)
+    best_path = osp.join(save_dir, BEST_CHECKPOINT_NAME)
+    _copy_atomically(src, best_path)
+    logger.info('Best checkpoint updated: "%s" (epoch %d)', best_path, int(epoch))
+    return best_path
+
+
+def checkpoint_epoch(fpath: str) -> Optional[int]:
+    """The ``epoch`` a checkpoint file records, or None when it is missing, unreadable or has none.
+
+    Reads the file memory-mapped (the tensors are not loaded), so it is cheap even for a large model.
+    """
+    if not osp.isfile(fpath):
+        return None
+    try:
+        ckpt = torch.load(fpath, map_location='cpu', weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - any unreadable file is "no epoch"
+        return None
+    epoch = ckpt.get('epoch') if isinstance(ckpt, dict) else None
+    return int(epoch) if isinstance(epoch, int) else None
+
+
+def prune_checkpoints(save_dir: str, keep_last: int, best_epoch: Optional[int] = None,
+                      keep: Sequence[str] = ()) -> List[str]:
+    """Delete all but the newest ``keep_last`` ``model.pth.tar-*`` files of ``save_dir``; return the deleted.
+
+    Never deleted: ``model-best.pth.tar``, the files in ``keep``, and the epoch file of ``best_epoch`` while
+    ``model-best.pth.tar`` does not hold that epoch (after a kill during its write, that file is the only
+    copy of the best weights).
+    """
+    if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
+        raise ValueError(f'prune_checkpoints: keep_last must be a positive int, got {keep_last!r}')
+    protected = {osp.abspath(p) for p in keep}
+    removed = []
+    for epoch, old in list_checkpoints(save_dir)[:-keep_last]:
+        if osp.abspath(old) in protected:
+            continue
+        if best_epoch is not None and epoch == int(best_epoch) and \
+                checkpoint_epoch(osp.join(save_dir, BEST_CHECKPOINT_NAME)) != epoch:
+            logger.warning('Kept "%s": it holds the best weights (epoch %d) and %s does not', old, epoch,
+                           BEST_CHECKPOINT_NAME)
+            continue
+        fault_point('retention', old)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(old)
+            removed.append(old)
+            logger.debug('Removed old checkpoint "%s" (keep_last=%d)', old, keep_last)
+    return removed
+
+
+def ensure_best_checkpoint(save_dir: str, best_epoch: Optional[int], source_dir: Optional[str] = None,
+                           metric_name: str = 'metric') -> Optional[str]:
+    """Make sure ``<save_dir>/model-best.pth.tar`` holds epoch ``best_epoch``; return its path, or None.
+
+    Called on resume: a run killed while writing the best file leaves the previous one (or none), and the
+    resumed run would never write it again (its best metric is already that epoch's). The epoch file of
+    ``best_epoch`` (in ``save_dir`` or ``source_dir``, the folder resumed from) or the source folder's best
+    file is copied over atomically; when no file holds those weights any more, an ERROR says so and None is
+    returned.
+    """
+    if best_epoch is None:
+        return None
+    best_epoch = int(best_epoch)
+    best_path = osp.join(save_dir, BEST_CHECKPOINT_NAME)
+    if _holds_epoch(best_path, best_epoch):
+        return best_path
+    folders = [save_dir] + ([source_dir] if source_dir and osp.abspath(source_dir) != osp.abspath(save_dir) else [])
+    candidates = [osp.join(d, f'{CHECKPOINT_PREFIX}{best_epoch}') for d in folders]
+    candidates += [osp.join(d, BEST_CHECKPOINT_NAME) for d in folders[1:]]
+    state = 'missing' if not osp.exists(best_path) else 'not the best epoch (or unreadable)'
+    for src in candidates:
+        if _holds_epoch(src, best_epoch):
+            _copy_atomically(src, best_path)
+            if osp.abspath(osp.dirname(src)) == osp.abspath(save_dir) or state != 'missing':
+                logger.warning('"%s" was %s: restored the best weights (epoch %d) from "%s"', best_path, state,
+                               best_epoch, src)
+            else:  # resumed into a new folder: the best so far comes along
+                logger.info('Best weights so far (epoch %d) copied from "%s" to "%s"', best_epoch, src, best_path)
+            return best_path
+    logger.error('The best weights (epoch %d, by %s) are gone: "%s" is %s and no model.pth.tar-%d is left in %s. '
+                 'model-best.pth.tar will hold the best of the epochs trained from now on', best_epoch,
+                 metric_name, best_path, state, best_epoch, ' or '.join(f'"{d}"' for d in folders))
+    return None
+
+
+def _holds_epoch(fpath: str, epoch: int) -> bool:
+    """Whether ``fpath`` is a complete, loadable checkpoint of ``epoch`` (read in full: this is the check
+    that decides whether a file may stand for the best weights)."""
+    if not osp.isfile(fpath):
+        return False
+    try:
+        ckpt = load_checkpoint(fpath)
+    except (RuntimeError, OSError) as exc:
+        logger.warning('"%s" cannot be read: %s', fpath, exc)
+        return False
+    return isinstance(ckpt, dict) and 'state_dict' in ckpt and ckpt.get('epoch') == epoch
 
 
 def load_checkpoint(fpath: Union[str, 'os.PathLike[str]'], weights_only: bool = True) -> Any:
@@ -187,7 +309,9 @@ def load_checkpoint(fpath: Union[str, 'os.PathLike[str]'], weights_only: bool = 
         if weights_only and ('weights_only' in msg or 'weights only' in msg):
             raise RuntimeError(
                 f'checkpoint "{fpath}" holds Python objects that torch.load(weights_only=True) refuses; '
-                f'if you trust this file, call load_checkpoint(fpath, weights_only=False). Detail: {e}'
+                f'unpickling them can run code. If you trust this file, call load_checkpoint(fpath, '
+                f'weights_only=False) (main.py: --allow-unsafe-pickle; better, convert it once: '
+                f'python scripts/convert_weights.py "{fpath}" --allow-unsafe-pickle). Detail: {e}'
             ) from e
         raise RuntimeError(f'checkpoint "{fpath}" is corrupt or not a PyTorch checkpoint: {e}') from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
@@ -211,9 +335,11 @@ def restore_checkpoint_state(checkpoint: Dict[str, Any], model: nn.Module,
         raise KeyError(f'"{fpath}" has no "state_dict" entry: not a resumable checkpoint')
     unwrap_model(model).load_state_dict(_strip_module_prefix(checkpoint['state_dict']))
     logger.info('Loaded model weights from "%s"', fpath)
+    configured_lrs = None
     if optimizer is not None:
         if checkpoint.get('optimizer') is None:
             raise KeyError(f'"{fpath}" has no optimizer state; cannot resume the optimizer')
+        configured_lrs = _base_lrs(optimizer)
         optimizer.load_state_dict(checkpoint['optimizer'])
         logger.info('Loaded optimizer state')
     if scheduler is not None:
@@ -221,6 +347,8 @@ def restore_checkpoint_state(checkpoint: Dict[str, Any], model: nn.Module,
             raise KeyError(f'"{fpath}" has no scheduler state; cannot resume the scheduler')
         scheduler.load_state_dict(checkpoint['scheduler'])
         logger.info('Loaded scheduler state')
+    if configured_lrs is not None:
+        _apply_configured_lr(optimizer, scheduler, configured_lrs, fpath)
     if scaler is not None and checkpoint.get('scaler'):
         scaler.load_state_dict(checkpoint['scaler'])
     if restore_rng:
@@ -240,6 +368,43 @@ def restore_checkpoint_state(checkpoint: Dict[str, Any], model: nn.Module,
     elif checkpoint.get('rank1') is not None:
         logger.info('Last rank1 = %.1f%%', 100 * checkpoint['rank1'])
     return start_epoch
+
+
+def _base_lrs(optimizer: torch.optim.Optimizer) -> List[float]:
+    """Each param group's base lr: the one a scheduler started from (``initial_lr``), else its lr."""
+    return [float(g.get('initial_lr', g['lr'])) for g in optimizer.param_groups]
+
+
+def _apply_configured_lr(optimizer: torch.optim.Optimizer, scheduler: Any, configured: List[float],
+                         fpath: str) -> None:
+    """After a resume, give the param groups the base lr the optimizer was built with when it differs from
+    the checkpoint's: a user resuming with a new lr means it (Torchreid's scripts build the optimizer from the
+    config, then resume). The schedule keeps its place: the current lr is the new base times the factor the
+    schedule had reached."""
+    saved = _base_lrs(optimizer)
+    if len(saved) != len(configured) or all(math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+                                            for a, b in zip(saved, configured)):
+        return
+    before = [g['lr'] for g in optimizer.param_groups]
+    for group, old_base, new_base in zip(optimizer.param_groups, saved, configured):
+        factor = group['lr'] / old_base if old_base else 1.0
+        group['lr'] = new_base * factor
+        if 'initial_lr' in group:
+            group['initial_lr'] = new_base
+    if scheduler is not None:
+        if hasattr(scheduler, 'base_lrs'):
+            scheduler.base_lrs = list(configured)
+        if hasattr(scheduler, '_last_lr'):
+            scheduler._last_lr = [g['lr'] for g in optimizer.param_groups]
+    logger.warning('Learning rate: "%s" was trained with base lr %s, this run\'s optimizer has %s: the new lr '
+                   'applies (current lr %s -> %s, the schedule continues from its epoch)', fpath,
+                   _fmt_lrs(saved), _fmt_lrs(configured), _fmt_lrs(before),
+                   _fmt_lrs([g['lr'] for g in optimizer.param_groups]))
+
+
+def _fmt_lrs(lrs: Sequence[float]) -> str:
+    unique = sorted(set(lrs))
+    return f'{unique[0]:.6g}' if len(unique) == 1 else '[' + ', '.join(f'{v:.6g}' for v in lrs) + ']'
 
 
 def resume_from_checkpoint(fpath: Union[str, 'os.PathLike[str]'], model: nn.Module,

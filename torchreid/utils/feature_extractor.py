@@ -36,11 +36,15 @@ class FeatureExtractor:
 
     Args:
         model_name (str): a name known to ``torchreid.models.build_model`` (ignored when ``model`` is given).
-        model_path (str): weights loaded with ``torchreid.models.load_pretrained_weights``.
+        model_path (str): weights loaded with ``torchreid.models.load_pretrained_weights``; every tensor
+            outside the classifier must load (otherwise a ValueError names what is missing).
+        allow_unsafe_pickle (bool): read a ``model_path`` that needs full unpickling (legacy Torchreid
+            checkpoints; unpickling can run code from the file: only for files you trust).
         image_size (tuple): ``(height, width)`` the images are resized to.
         pixel_mean, pixel_std (list): normalisation (ImageNet by default).
         pixel_norm (bool): normalise pixels (False: only resize and scale to [0, 1]).
-        device (str or torch.device): None picks CUDA when available (see ``resolve_device``).
+        device (str or torch.device): ``'auto'`` (the default; also None) picks CUDA when available (see
+            ``resolve_device``); or ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``.
         verbose (bool): log the model summary.
         model (nn.Module): a ready model to use instead of building ``model_name``.
         batch_size (int): images per forward pass.
@@ -68,12 +72,13 @@ class FeatureExtractor:
         pixel_mean: Sequence[float] = IMAGENET_MEAN,
         pixel_std: Sequence[float] = IMAGENET_STD,
         pixel_norm: bool = True,
-        device: Union[str, int, torch.device, None] = None,
+        device: Union[str, int, torch.device, None] = 'auto',
         verbose: bool = True,
         model: Optional[nn.Module] = None,
         batch_size: int = 64,
         num_classes: int = 1,
         pretrained: Optional[bool] = None,
+        allow_unsafe_pickle: bool = False,
     ):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f'FeatureExtractor: batch_size must be a positive int, got {batch_size!r}')
@@ -99,7 +104,11 @@ class FeatureExtractor:
         if model_path:
             from torchreid.models import load_pretrained_weights
 
-            load_pretrained_weights(model, model_path)
+            report = load_pretrained_weights(model, model_path, allow_unsafe_pickle=allow_unsafe_pickle)
+            if not report.complete:
+                raise ValueError(f'FeatureExtractor: model_path "{model_path}" does not hold the weights of '
+                                 f'{model_name or type(model).__name__} ({report}); its features would come from '
+                                 f'a partly random network')
         self.model = model.to(self.device).eval()
         if verbose:
             logger.info('FeatureExtractor: %s, %s test parameters, input %dx%d, device %s',
@@ -111,7 +120,7 @@ class FeatureExtractor:
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, 'os.PathLike[str]'],
-                        device: Union[str, int, torch.device, None] = None, batch_size: int = 64,
+                        device: Union[str, int, torch.device, None] = 'auto', batch_size: int = 64,
                         verbose: bool = True) -> 'FeatureExtractor':
         """An extractor for the model a self-describing checkpoint records: its architecture and keywords
         (``model_spec``), weights (loaded strictly outside the classifier), input size (``input_size``) and

@@ -4,19 +4,25 @@ The library logs through ``logging.getLogger('torchreid....')``. :func:`setup_lo
 ``FileHandler`` to the ``'torchreid'`` logger so a run's messages land in ``<save_dir>/<filename>``;
 the only other change, lowering that logger's level so the file receives the records, is undone by
 :func:`remove_logging`, which detaches the handler again: a run leaves the library's logging as it found it.
+
+:func:`setup_console_logging` shows the same records on the console, but only when the user has set up no
+handler of their own (``logging.basicConfig``, a script's console handler): a library call is then not
+silent, and a configured application does not see every line twice. :func:`redirect_console_to_tqdm`
+prints console records above the progress bars instead of into their line.
 """
+import contextlib
 import logging
 import os
 import os.path as osp
 import sys
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
 if TYPE_CHECKING:  # annotations only: this module does not need torch
     import torch
 
-__all__ = ['setup_logging', 'remove_logging', 'find_file_handler', 'Logger', 'RankLogger',
-           'AverageMeter', 'MetricMeter']
+__all__ = ['setup_logging', 'remove_logging', 'find_file_handler', 'setup_console_logging', 'has_user_handler',
+           'redirect_console_to_tqdm', 'Logger', 'RankLogger', 'AverageMeter', 'MetricMeter']
 
 _LOG_FORMAT = '%(asctime)s %(levelname)s %(name)s: %(message)s'
 # Attribute set on a handler whose setup_logging call changed the logger's level: (previous, set) levels.
@@ -60,12 +66,75 @@ def setup_logging(save_dir: str, filename: str = 'train.log', level: int = loggi
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     lib_logger = logging.getLogger(logger_name)
     lib_logger.addHandler(handler)
+    _lower_level_for(handler, lib_logger, level)
+    return handler
+
+
+def _chain(logger_name: str) -> List[logging.Logger]:
+    """The logger and the ancestors its records propagate to (root included)."""
+    chain, current = [], logging.getLogger(logger_name)
+    while current is not None:
+        chain.append(current)
+        if not current.propagate:
+            break
+        current = current.parent
+    return chain
+
+
+def has_user_handler(logger_name: str = 'torchreid') -> bool:
+    """Whether records of ``logger_name`` already reach a handler other than a log file (a console handler of
+    the user's, ``logging.basicConfig``'s, a test's capture, a ``NullHandler`` meaning "keep quiet")."""
+    for lg in _chain(logger_name):
+        if any(not isinstance(h, logging.FileHandler) for h in lg.handlers):
+            return True
+    return False
+
+
+def _lower_level_for(handler: logging.Handler, lib_logger: logging.Logger, level: int) -> None:
     if lib_logger.getEffectiveLevel() > level:
         # Remembered on the handler, not in a module registry, so each setup undoes exactly its own change.
         previous = lib_logger.level
         lib_logger.setLevel(level)
         setattr(handler, _RESTORE_ATTR, (previous, lib_logger.level))
+
+
+def setup_console_logging(level: int = logging.INFO, logger_name: str = 'torchreid',
+                          stream: Any = None) -> Optional[logging.StreamHandler]:
+    """Show ``torchreid`` records on the console (stdout, message only), unless the user has a handler.
+
+    Returns the handler (give it to :func:`remove_logging` at the end), or None when nothing was added because
+    :func:`has_user_handler` says the user's own logging set-up takes care of the records.
+    """
+    if has_user_handler(logger_name):
+        return None
+    handler = logging.StreamHandler(sys.stdout if stream is None else stream)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    lib_logger = logging.getLogger(logger_name)
+    lib_logger.addHandler(handler)
+    _lower_level_for(handler, lib_logger, level)
     return handler
+
+
+@contextlib.contextmanager
+def redirect_console_to_tqdm(enabled: bool = True, logger_name: str = 'torchreid') -> Iterator[None]:
+    """While progress bars are shown, print the console records of ``logger_name`` (and of the ancestors it
+    propagates to) through ``tqdm.write``, above the bars rather than into their line
+    (:func:`tqdm.contrib.logging.logging_redirect_tqdm`, applied to the loggers that have a console handler)."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    consoles = [lg for lg in _chain(logger_name)
+                if any(type(h) is logging.StreamHandler or type(h).__name__ == '_TqdmLoggingHandler'
+                       for h in lg.handlers if getattr(h, 'stream', None) in (sys.stdout, sys.stderr))]
+    if not consoles:
+        yield
+        return
+    with logging_redirect_tqdm(loggers=consoles, tqdm_class=tqdm):
+        yield
 
 
 def remove_logging(handler: Optional[logging.Handler], logger_name: str = 'torchreid') -> None:

@@ -85,7 +85,7 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def resolve_device(device: Union[str, int, torch.device, None] = None) -> torch.device:
+def resolve_device(device: Union[str, int, torch.device, None] = 'auto') -> torch.device:
     """Turn a device request into a ``torch.device`` that exists on this machine.
 
     ``None`` or ``'auto'`` (the config's default) picks ``cuda`` when available, else ``cpu``; MPS is

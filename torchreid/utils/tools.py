@@ -1,20 +1,27 @@
-"""Small helpers: seeding and RNG state capture, folders/files, image reading, environment report."""
+"""Small helpers: seeding and RNG state capture, folders/files, JSON, downloads, image reading, environment report."""
+import json
 import logging
 import os
 import os.path as osp
 import random
-from typing import Any, Dict, Union
+import time
+import urllib.request
+from typing import Any, Dict, List, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .io import atomic_write
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     'set_random_seed', 'get_rng_state', 'set_rng_state', 'mkdir_if_missing', 'check_isfile', 'read_image',
-    'collect_env_info',
+    'collect_env_info', 'read_json', 'write_json', 'download_url', 'listdir_nohidden',
 ]
+
+PathLike = Union[str, 'os.PathLike[str]']
 
 
 def set_random_seed(seed: int, deterministic: bool = False) -> None:
@@ -108,8 +115,22 @@ def check_isfile(fpath: Union[str, 'os.PathLike[str]']) -> bool:
     return isfile
 
 
+# PIL modes of 16-bit grey pictures (PNG bit depth 16): 0..65535, which convert('RGB') clips to white.
+_WIDE_GREY_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An RGB picture of ``img`` with its full tonal range: 16-bit grey is scaled to 8 bits (``convert`` would
+    clip every value above 255 to white), everything else goes through PIL's ``convert``."""
+    if img.mode in _WIDE_GREY_MODES:
+        grey = np.asarray(img, dtype=np.float64)
+        grey = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)   # 65535 / 255 = 257
+        return Image.fromarray(grey).convert('RGB')
+    return img.convert('RGB')
+
+
 def read_image(path: Union[str, 'os.PathLike[str]']) -> Image.Image:
-    """Read an image file as an RGB ``PIL.Image``.
+    """Read an image file as an 8-bit RGB ``PIL.Image`` (16-bit pictures keep their tones, scaled to 8 bits).
 
     Raises FileNotFoundError when ``path`` does not exist and OSError naming the path when the file
     cannot be decoded as an image.
@@ -118,8 +139,7 @@ def read_image(path: Union[str, 'os.PathLike[str]']) -> Image.Image:
         raise FileNotFoundError(f'read_image: "{path}" does not exist')
     try:
         with Image.open(path) as img:
-            # convert() loads the pixels, so the file handle can be closed right away.
-            return img.convert('RGB')
+            return to_rgb(img)  # loads the pixels, so the file handle can be closed right away
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise OSError(f'read_image: cannot read "{path}" as an image: {e}') from e
 
@@ -131,3 +151,60 @@ def collect_env_info() -> str:
     import PIL
 
     return get_pretty_env_info() + f'\n        Pillow ({PIL.__version__})'
+
+
+def read_json(fpath: PathLike) -> Any:
+    """Read a JSON file; a file that is not valid JSON raises ValueError naming it and the position."""
+    with open(fpath, 'r', encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'read_json: "{fpath}" is not valid JSON: {e}') from e
+
+
+def write_json(obj: Any, fpath: PathLike) -> None:
+    """Write ``obj`` to ``fpath`` as indented JSON (Torchreid's layout: indent 4), atomically.
+
+    The parent folder is created; a value JSON cannot encode raises before ``fpath`` is touched.
+    """
+    text = json.dumps(obj, indent=4, separators=(',', ': '))
+    with atomic_write(fpath, 'w') as f:
+        f.write(text)
+
+
+_DOWNLOAD_CHUNK = 1 << 20
+
+
+def download_url(url: str, dst: PathLike, timeout: float = 60.0) -> None:
+    """Download ``url`` to the file ``dst`` (Torchreid's signature), logging progress.
+
+    The file is written atomically: an interrupted or failed download leaves nothing at ``dst`` (and an
+    existing ``dst`` untouched). ``timeout`` (seconds) bounds each network wait, so a dead server raises
+    instead of hanging.
+    """
+    logger.info('Downloading "%s" to "%s"', url, dst)
+    start = time.monotonic()
+    received, last_report = 0, start
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dst, 'wb') as f:
+        total = int(response.headers.get('Content-Length') or 0)
+        while True:
+            chunk = response.read(_DOWNLOAD_CHUNK)
+            if not chunk:
+                break
+            f.write(chunk)
+            received += len(chunk)
+            now = time.monotonic()
+            if now - last_report >= 5.0:
+                last_report = now
+                percent = f'{100.0 * received / total:.0f}%, ' if total else ''
+                logger.info('... %s%d MB, %d KB/s', percent, received >> 20,
+                            received / 1024 / max(now - start, 1e-9))
+    logger.info('Downloaded %d bytes in %.1f s', received, time.monotonic() - start)
+
+
+def listdir_nohidden(path: PathLike, sort: bool = False) -> List[str]:
+    """Names in the folder ``path`` that do not start with a dot (sorted when ``sort``)."""
+    items = [name for name in os.listdir(path) if not name.startswith('.')]
+    if sort:
+        items.sort()
+    return items
