@@ -5,12 +5,16 @@
         -gt <root>/soccernetv3/reid/valid/bbox_info.json
 
 Same acceptance rules, mAP and rank-1 as the official ``SoccerNet.Evaluation.ReIdentification.evaluate``,
-plus mINP and breakdowns by class group and thumbnail height. A refused submission exits with status 1 and
-the reason on stderr.
+plus mINP and breakdowns by class group and thumbnail height. One line on stderr says what is refused and
+why, naming the file (and the query) at fault: a refused submission exits with status 1, a ground truth that
+is missing, broken, or that no ranking could satisfy with status 2.
 """
 import argparse
 import json
+import os.path as osp
 import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))   # run from a checkout without install
 
 
 def _table(title, rows):
@@ -30,13 +34,23 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true', help='print the full result as JSON')
     args = parser.parse_args(argv)
 
-    from torchreid.metrics.submission import evaluate_ranking_file
+    from torchreid.metrics.submission import GroundTruthError, evaluate_ranking_file
 
+    for path, what, status in ((args.groundtruth, 'Ground truth', 2), (args.ranking_results, 'Submission', 1)):
+        if not osp.isfile(path):
+            print(f'{what} refused: file not found: {path}', file=sys.stderr)
+            return status
     try:
         res = evaluate_ranking_file(args.ranking_results, args.groundtruth)
-    except (ValueError, TypeError, KeyError, OSError) as e:  # JSONDecodeError is a ValueError
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f'Submission refused ({type(e).__name__}): {msg}', file=sys.stderr)
+    except GroundTruthError as e:
+        print(f'Ground truth refused ({type(e).__name__}): {e}', file=sys.stderr)
+        return 2
+    except OSError as e:  # unreadable: the error names the file
+        gt_fault = e.filename is not None and osp.abspath(e.filename) == osp.abspath(args.groundtruth)
+        print(f'{"Ground truth" if gt_fault else "Submission"} refused ({type(e).__name__}): {e}', file=sys.stderr)
+        return 2 if gt_fault else 1
+    except (ValueError, TypeError, KeyError) as e:  # JSONDecodeError is a ValueError; KeyError prints unquoted
+        print(f'Submission refused ({type(e).__name__}): {e}', file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(res, indent=2))

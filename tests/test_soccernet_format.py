@@ -114,7 +114,7 @@ def test_missing_or_broken_ground_truth_file(tmp_path):
 def test_ranking_rule_reports_the_first_violation_in_the_official_order():
     import numpy as np
 
-    from torchreid.soccernet_format import UnknownGalleryItemError, find_ranking_violation
+    from torchreid.soccernet_format import GroundTruthKeyError, find_ranking_violation
 
     # action 7: gallery positions 0, 1, 2; action 9: 3, 4; action 5 has no gallery
     g_actions = np.array([7, 7, 7, 9, 9])
@@ -145,8 +145,11 @@ def test_ranking_rule_reports_the_first_violation_in_the_official_order():
     assert (v.query, v.kind) == (2, 'missing')
     v = check([[2, 0, 1], [], [0, 1, 2]], qa=np.array([7, 5, 7]))
     assert (v.query, v.kind) == (1, 'no_gallery')
-    assert isinstance(v.error('x', str), UnknownGalleryItemError) and isinstance(v.error('x', str), KeyError)
+    # the official KeyError, blamed on the ground truth (no ranking of that query could be accepted)
+    assert isinstance(v.error('x', str), GroundTruthKeyError) and isinstance(v.error('x', str), KeyError)
+    assert isinstance(v.error('x', str), GroundTruthError) and v.ground_truth_fault
     # complete and in order, but query 1's identity (2) ranked nowhere in its list: no match
     v = check(good, q_pids=np.array([1, 9, 3]))
     assert (v.query, v.kind) == (1, 'no_match')
+    assert type(v.error('x', str)) is GroundTruthError and v.ground_truth_fault
     assert 'gallery item 3' in str(check([[2, 0, 1], [4], [0, 1, 2]]).error('q1', lambda p: f'gallery item {p}'))

@@ -30,8 +30,9 @@ from torchreid.utils.io import atomic_write_json
 
 __all__ = [
     'CLASSES', 'CLASS_GROUPS', 'GT_FIELDS', 'GT_EVAL_FIELDS', 'HEIGHT_BUCKETS', 'SoccerNetSample', 'FilenameError',
-    'GroundTruthError', 'UnknownGalleryItemError', 'RANKING_RULE', 'RankingViolation', 'parse_filename',
-    'format_filename', 'read_json', 'check_ground_truth', 'read_ground_truth', 'write_ground_truth',
+    'GroundTruthError', 'GroundTruthKeyError', 'UnknownGalleryItemError', 'RANKING_RULE', 'RankingViolation',
+    'parse_filename', 'format_filename', 'read_json', 'check_ground_truth', 'read_ground_truth', 'write_ground_truth',
+    'check_train_ground_truth', 'read_train_ground_truth', 'GROUND_TRUTH_NAMES',
     'samples_to_gt_split', 'gt_split_to_samples', 'find_ranking_violation',
 ]
 
@@ -67,7 +68,18 @@ class FilenameError(ValueError):
 
 
 class GroundTruthError(ValueError):
-    """A ground-truth JSON that does not follow the official format."""
+    """A ground truth that does not follow the official format, or that no ranking could satisfy.
+
+    Raised wherever the fault is the ground truth's, never the submission's (a ``ValueError``, as the official
+    evaluator's refusals are).
+    """
+
+
+class GroundTruthKeyError(GroundTruthError, KeyError):
+    """A query whose action has no gallery item: the official evaluator's ``KeyError``, blamed on the ground truth."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,15 +189,31 @@ def format_filename(sample: SoccerNetSample, hide_labels: bool = False) -> str:
 # Fields the evaluation reads; a ground truth for scoring rankings needs no more (the official evaluator's use).
 GT_EVAL_FIELDS = {'query': ('action_idx', 'person_uid'), 'gallery': ('bbox_idx', 'action_idx', 'person_uid')}
 _INT_FIELDS = ('bbox_idx', 'action_idx', 'person_uid', 'frame_idx', 'height', 'width')
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+#: Where each split's ground truth lives, relative to ``<root>/soccernetv3/reid``: ``(names, other_names)``.
+#: ``names`` are the release's (in the split's zip, or where the SoccerNet downloader's ``test_labels`` /
+#: ``challenge_labels`` put them; ``challenge_labels/bbox_info.json`` is the synthetic set's, the real challenge
+#: labels being private), first one preferred; ``other_names`` are used by other tools: the datasets accept
+#: them with a warning naming the release's name.
+GROUND_TRUTH_NAMES = {
+    'train': (('train/train_bbox_info.json',), ()),
+    'valid': (('valid/bbox_info.json',), ('valid/valid_bbox_info.json', 'valid_bbox_info.json')),
+    'test': (('test/test_bbox_info.json', 'test_bbox_info.json'), ('test/bbox_info.json',)),
+    'challenge': (('challenge_labels/bbox_info.json', 'challenge_bbox_info.json', 'challenge/challenge_bbox_info.json'),
+                  ()),
+}
 
 
 def read_json(path: str, what: str) -> Any:
     """Load a JSON file the official tools read: UTF-8, or latin-1 (the first release files were latin-1).
 
-    A missing file is a ``FileNotFoundError`` and broken JSON a ``ValueError``, both naming ``what`` and the path.
+    A missing file is a ``FileNotFoundError``; broken JSON (cut short, nested too deep to parse) a ``ValueError``
+    (a :class:`GroundTruthError` when ``what`` is ``'ground-truth'``), each naming ``what`` and the path.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} file not found: {path}')
+    error = GroundTruthError if what == 'ground-truth' else ValueError
     for encoding in ('utf-8', 'latin-1'):
         try:
             with open(path, encoding=encoding) as f:
@@ -193,9 +221,11 @@ def read_json(path: str, what: str) -> Any:
         except UnicodeDecodeError:
             continue
         except json.JSONDecodeError as err:
-            error = GroundTruthError if what == 'ground-truth' else ValueError
-            raise error(f'{path}: not valid JSON ({err})') from err
-    raise ValueError(f'{path}: {what} file is neither UTF-8 nor latin-1 text')  # latin-1 decodes any byte
+            raise error(f'{what} file {path}: not valid JSON ({err})') from err
+        except RecursionError as err:   # json's C parser recurses once per nesting level
+            raise error(f'{what} file {path}: nested too deeply to be read (no SoccerNet file nests more than 3 '
+                        'levels)') from err
+    raise error(f'{what} file {path}: neither UTF-8 nor latin-1 text')  # latin-1 decodes any byte: unreachable
 
 
 def check_ground_truth(data: Any, where: str = '<ground truth>', strict: bool = True) -> Dict[str, Dict[str, dict]]:
@@ -203,32 +233,44 @@ def check_ground_truth(data: Any, where: str = '<ground truth>', strict: bool = 
 
     ``strict``: every record holds every field of :data:`GT_FIELDS` with integer indices (what the release and
     the synthetic generator write, and what the datasets compare with the files on disk). Otherwise only the
-    fields the evaluation reads (:data:`GT_EVAL_FIELDS`) are required. In both cases a gallery key must be
-    the string of its integer ``bbox_idx`` (rankings name gallery items by it).
+    fields the evaluation reads (:data:`GT_EVAL_FIELDS`) are required, as integers (the official evaluator
+    compares them with ``==``: a ``"5"`` beside a ``5`` would silently never match). In both cases a gallery key
+    must be the string of its integer ``bbox_idx`` (rankings name gallery items by it). Raises
+    :class:`GroundTruthError` naming ``where``, the record and the rule broken.
     """
     if not isinstance(data, dict) or not {'query', 'gallery'} <= set(data):
         raise GroundTruthError(f'{where}: expected an object with "query" and "gallery" keys')
     for subset in ('query', 'gallery'):
-        records = data[subset]
-        if not isinstance(records, dict):
-            raise GroundTruthError(f'{where}: "{subset}" must be an object keyed by bbox_idx')
         fields = GT_FIELDS if strict else GT_EVAL_FIELDS[subset]
-        ints = [f for f in _INT_FIELDS if f in fields] if strict else ['bbox_idx'] if 'bbox_idx' in fields else []
-        # Whole-column checks first (a ground truth holds tens of thousands of records); only when one fails is
-        # each record looked at, to name the first bad one and what is wrong with it.
-        values = list(records.values())
-        required = set(fields)
-        ok = all(type(r) is dict for r in values) and all(required <= r.keys() for r in values)
-        for field in ints if ok else ():
-            column = [r[field] for r in values]
-            ok = (not column or set(map(type, column)) == {int}) and \
-                (field != 'bbox_idx' or list(map(str, column)) == list(records))
-            if not ok:
-                break
-        if not ok:
-            for key, record in records.items():
-                _check_record(record, key, subset, where, fields, ints)
+        _check_records(data[subset], subset, where, fields)
     return data
+
+
+def check_train_ground_truth(data: Any, where: str = '<train ground truth>') -> Dict[str, dict]:
+    """Check a train ground truth (``train_bbox_info.json``: a flat ``{"<bbox_idx>": record}``); returns it."""
+    _check_records(data, 'train', where, GT_FIELDS)
+    return data
+
+
+def _check_records(records: Any, subset: str, where: str, fields: Iterable[str]) -> None:
+    if not isinstance(records, dict):
+        raise GroundTruthError(f'{where}: "{subset}" must be an object keyed by bbox_idx')
+    ints = [f for f in _INT_FIELDS if f in fields]
+    # Whole-column checks first (a ground truth holds tens of thousands of records); only when one fails is
+    # each record looked at, to name the first bad one and what is wrong with it.
+    values = list(records.values())
+    required = set(fields)
+    ok = all(type(r) is dict for r in values) and all(required <= r.keys() for r in values)
+    for field in ints if ok else ():
+        column = [r[field] for r in values]
+        ok = (not column or (set(map(type, column)) == {int} and _INT64[0] <= min(column)
+                             and max(column) <= _INT64[1])) and \
+            (field != 'bbox_idx' or list(map(str, column)) == list(records))
+        if not ok:
+            break
+    if not ok:
+        for key, record in records.items():
+            _check_record(record, key, subset, where, fields, ints)
 
 
 def _check_record(record: Any, key: str, subset: str, where: str, fields: Iterable[str],
@@ -239,8 +281,10 @@ def _check_record(record: Any, key: str, subset: str, where: str, fields: Iterab
     if missing:
         raise GroundTruthError(f'{where}: {subset}[{key!r}] lacks field(s) {", ".join(missing)}')
     for field in ints:
-        if type(record[field]) is not int:    # bool is an int subclass, and no index
-            raise GroundTruthError(f'{where}: {subset}[{key!r}].{field} must be an integer, got {record[field]!r}')
+        value = record[field]
+        if type(value) is not int or not _INT64[0] <= value <= _INT64[1]:    # bool is an int subclass, no index
+            raise GroundTruthError(f'{where}: {subset}[{key!r}].{field} must be an integer (64-bit), got '
+                                   f'{value!r} of type {type(value).__name__}')
     if 'bbox_idx' in ints and str(record['bbox_idx']) != key:
         raise GroundTruthError(f'{where}: {subset} key {key!r} differs from its record bbox_idx {record["bbox_idx"]}')
 
@@ -248,6 +292,11 @@ def _check_record(record: Any, key: str, subset: str, where: str, fields: Iterab
 def read_ground_truth(path: str, strict: bool = True) -> Dict[str, Dict[str, dict]]:
     """Read and check an official ground-truth JSON (see :func:`check_ground_truth` for ``strict``)."""
     return check_ground_truth(read_json(path, 'ground-truth'), where=path, strict=strict)
+
+
+def read_train_ground_truth(path: str) -> Dict[str, dict]:
+    """Read and check ``train/train_bbox_info.json`` (see :func:`check_train_ground_truth`)."""
+    return check_train_ground_truth(read_json(path, 'ground-truth'), where=path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -264,19 +313,21 @@ class UnknownGalleryItemError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ''
 
 
-# kind -> (exception type of the official evaluator, what the rule broken looks like)
+# kind -> (exception type of the official evaluator, what the rule broken looks like). The last two are faults
+# of the ground truth (no ranking could be accepted): their types are GroundTruthError subclasses of the official
+# ones.
 _VIOLATIONS = {
     'missing': (ValueError, 'has no ranking: every query needs one'),
     'not_integer': (TypeError, 'holds {item}, which is not an integer; gallery items are named by integers'),
     'duplicate': (ValueError, 'lists {item} twice'),
     'unknown': (UnknownGalleryItemError, 'holds {item}, which is not a gallery item'),
     'other_action': (ValueError, 'holds {item}, which belongs to another action'),
-    'no_gallery': (UnknownGalleryItemError, 'cannot be ranked: its action has no gallery item'),
+    'no_gallery': (GroundTruthKeyError, "cannot be ranked: the query's action has no gallery item"),
     'incomplete': (ValueError, 'has the wrong length ({length} instead of {expected}): it misses {item} of its '
                                'action'),
-    'no_match': (ValueError, "has no match: the query's identity is not in its action's gallery, so the ground "
-                             'truth is not a valid evaluation set'),
+    'no_match': (GroundTruthError, "has no match: the query's identity is not in its action's gallery"),
 }
+_GROUND_TRUTH_KINDS = ('no_gallery', 'no_match')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,12 +337,19 @@ class RankingViolation:
     ``query`` is the query's index, ``kind`` one of ``missing``, ``not_integer``, ``duplicate``, ``unknown``,
     ``other_action``, ``no_gallery``, ``incomplete``, ``no_match``; ``entry`` the offending entry's index in
     the flat list (item-level kinds) and ``item`` the gallery position missing (``incomplete``).
+    ``no_gallery`` and ``no_match`` are faults of the ground truth (:attr:`ground_truth_fault`): no ranking of
+    that query could be accepted.
     """
 
     query: int
     kind: str
     entry: Optional[int] = None
     item: Optional[int] = None
+
+    @property
+    def ground_truth_fault(self) -> bool:
+        """True when the ground truth, not the ranking, is at fault."""
+        return self.kind in _GROUND_TRUTH_KINDS
 
     def error(self, query_name: str, item_name: Callable[[int], str], length: int = 0,
               expected: int = 0) -> Exception:
@@ -301,6 +359,9 @@ class RankingViolation:
         item = self.item if self.entry is None else self.entry
         text = template.format(item=item_name(item) if item is not None else None, length=length,
                                expected=expected)
+        if self.ground_truth_fault:
+            return kind(f'query {query_name} {text}: the ground truth is not a valid evaluation set (every query '
+                        'needs a match in its own action), whatever the ranking')
         return kind(f'ranking of query {query_name} {text}; {RANKING_RULE}')
 
 

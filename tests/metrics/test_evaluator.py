@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from torchreid.metrics import (compute_distance_matrix, evaluate_rank, evaluate_soccernetv3, inverted_softmax,
-                               rank_by_action, re_ranking)
+                               rank_by_action, k_reciprocal_re_ranking)
 from torchreid.metrics import rerank as RR
 
 
@@ -99,7 +99,7 @@ def test_rerank_per_action_equals_global_on_each_action():
     for a in np.unique(qa):
         qi, gi = np.flatnonzero(qa == a), np.flatnonzero(ga == a)
         q, g = torch.from_numpy(qf[qi]), torch.from_numpy(gf[gi])
-        d = re_ranking(compute_distance_matrix(q, g), compute_distance_matrix(q, q), compute_distance_matrix(g, g),
+        d = k_reciprocal_re_ranking(compute_distance_matrix(q, g), compute_distance_matrix(q, q), compute_distance_matrix(g, g),
                        k1=6, k2=3, lambda_value=0.3)
         order = np.argsort(d, axis=1, kind='stable')
         for row, i in enumerate(qi):
@@ -112,7 +112,7 @@ def test_rerank_lambda_one_keeps_original_order_and_dense_equals_sparse():
     qg = compute_distance_matrix(q, g).double().numpy()
     qq = compute_distance_matrix(q, q).double().numpy()
     gg = compute_distance_matrix(g, g).double().numpy()
-    out = re_ranking(qg, qq, gg, k1=5, k2=2, lambda_value=1.0)
+    out = k_reciprocal_re_ranking(qg, qq, gg, k1=5, k2=2, lambda_value=1.0)
     np.testing.assert_array_equal(np.argsort(out, axis=1, kind='stable'), np.argsort(qg, axis=1, kind='stable'))
     assert out.shape == (12, 40)
     for k1, k2 in [(20, 6), (5, 1), (3, 3), (1, 2)]:
@@ -125,16 +125,16 @@ def test_rerank_lambda_one_keeps_original_order_and_dense_equals_sparse():
         np.testing.assert_allclose(dense, sparse, rtol=0, atol=1e-12)
         assert (dense > 0).any()
     with pytest.raises(ValueError, match='g_g_dist'):
-        re_ranking(qg, qq, gg[:3, :3])
+        k_reciprocal_re_ranking(qg, qq, gg[:3, :3])
 
 
 def test_rerank_sparse_path_used_for_large_sets(monkeypatch):
     rng = np.random.default_rng(6)
     q, g = rng.standard_normal((10, 4)), rng.standard_normal((30, 4))
     args = [compute_distance_matrix(a, b).double().numpy() for a, b in ((q, g), (q, q), (g, g))]
-    dense = re_ranking(*args)
+    dense = k_reciprocal_re_ranking(*args)
     monkeypatch.setattr(RR, '_DENSE_MAX', 5)
-    sparse = re_ranking(*args)
+    sparse = k_reciprocal_re_ranking(*args)
     np.testing.assert_allclose(dense, sparse, rtol=0, atol=1e-12)
 
 
@@ -144,7 +144,7 @@ def test_rerank_collapsed_features_stay_finite(monkeypatch, dense_max):
     # forcing each sample into its own neighbour set some rows of V were empty and the scores NaN.
     monkeypatch.setattr(RR, '_DENSE_MAX', dense_max)
     ones = np.ones
-    out = re_ranking(ones((7, 30)), ones((7, 7)), ones((30, 30)), k1=5, k2=3, lambda_value=0.3)
+    out = k_reciprocal_re_ranking(ones((7, 30)), ones((7, 7)), ones((30, 30)), k1=5, k2=3, lambda_value=0.3)
     assert np.isfinite(out).all()
     qf, gf = np.zeros((6, 8), np.float32), np.zeros((25, 8), np.float32)
     rankings = rank_by_action(qf, gf, np.zeros(6, int), np.zeros(25, int), dist_metric='cosine',

@@ -207,3 +207,23 @@ def test_csr_metrics_equals_numpy():
     b = R._csr_metrics_np(matches, offsets)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)      # same summation order: bitwise equal
+
+
+@pytest.mark.parametrize('use_cython', [False, pytest.param(True, marks=needs_cython)])
+def test_float_labels_equal_to_int_labels_are_the_same_ids(use_cython):
+    # camids as floats (1.0) and pids as ints: equal numbers are the same ids, as in the all-int call.
+    # Compared as text ('1.0' != '1') the same-camera item 0 was kept and the by-hand 7/12 was not reached.
+    ints = evaluate_rank(DIST, [1], G_PIDS, [0], G_CAMS, use_cython=use_cython, max_rank=5)[1]
+    assert ints == pytest.approx(7 / 12, abs=1e-15)
+    for q_cams, g_cams, q_pids, g_pids in [([0.0], G_CAMS, [1], G_PIDS), ([0], G_CAMS.astype(np.float32), [1], G_PIDS),
+                                           ([0.0], G_CAMS.astype(float), [1.0], G_PIDS),
+                                           ([0], G_CAMS, np.array([1.0]), G_PIDS.astype(np.float32))]:
+        mAP = evaluate_rank(DIST, q_pids, g_pids, q_cams, g_cams, use_cython=use_cython, max_rank=5)[1]
+        assert mAP == ints
+    # non-integral floats still compare as numbers; NaN is refused with the field named
+    frac = evaluate_rank(DIST, [1], G_PIDS, [0.5], G_CAMS + 0.5, use_cython=use_cython, max_rank=5)[1]
+    assert frac == ints
+    with pytest.raises(ValueError, match='q_camids holds NaN'):
+        evaluate_rank(DIST, [1], G_PIDS, [np.nan], G_CAMS, max_rank=5)
+    with pytest.raises(ValueError, match='g_pids holds NaN'):
+        evaluate_rank(DIST, [1], np.array([1, 2, np.nan, 1, 3]), [0], G_CAMS, max_rank=5)

@@ -42,9 +42,11 @@ def _all_pngs(reid):
 
 def test_layout_matches_the_real_release(tiny):
     assert tiny.endswith(osp.join('soccernetv3', 'reid'))
-    for path in ('train/train_bbox_info.json', 'valid/bbox_info.json', 'test/bbox_info.json',
+    # the release's ground-truth names (test/test_bbox_info.json as in sn-reid's README and test.zip)
+    for path in ('train/train_bbox_info.json', 'valid/bbox_info.json', 'test/test_bbox_info.json',
                  'challenge_labels/bbox_info.json', META_NAME, IDENTITIES_NAME):
         assert osp.isfile(osp.join(tiny, path)), path
+    assert not osp.exists(osp.join(tiny, 'test', 'bbox_info.json'))
     pngs = _all_pngs(tiny)
     assert pngs
     for rel in pngs:
@@ -160,8 +162,8 @@ def test_jersey_ids_follow_the_rule(tiny):
 
 
 def test_ground_truth_equals_the_files(tiny):
-    for split in ('valid', 'test'):
-        gt = read_ground_truth(osp.join(tiny, split, 'bbox_info.json'))
+    for split, gt_name in (('valid', 'bbox_info.json'), ('test', 'test_bbox_info.json')):
+        gt = read_ground_truth(osp.join(tiny, split, gt_name))
         for subset in ('query', 'gallery'):
             files = {str(s.bbox_idx): s.to_gt_record() for s in _labelled(tiny, split, subset)}
             assert files == gt[subset], (split, subset)
@@ -264,7 +266,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     for rel in files_a[::7]:
         with open(osp.join(a, rel), 'rb') as fa, open(osp.join(b, rel), 'rb') as fb:
             assert hashlib.sha1(fa.read()).digest() == hashlib.sha1(fb.read()).digest(), rel
-    for name in ('valid/bbox_info.json', 'test/bbox_info.json', 'challenge_labels/bbox_info.json',
+    for name in ('valid/bbox_info.json', 'test/test_bbox_info.json', 'challenge_labels/bbox_info.json',
                  'train/train_bbox_info.json', META_NAME, IDENTITIES_NAME):
         with open(osp.join(a, name), 'rb') as fa, open(osp.join(b, name), 'rb') as fb:
             assert fa.read() == fb.read()
@@ -298,17 +300,18 @@ def test_rerun_is_a_noop_and_mismatch_needs_overwrite(tmp_path):
     assert _all_pngs(path) != before   # the seed-1 set replaced the seed-0 one
 
 
-def test_partial_folder_is_refused_then_replaced(tmp_path):
+def test_folder_without_marker_is_never_deleted(tmp_path):
     root = str(tmp_path)
     reid = osp.join(root, 'soccernetv3', 'reid')
     os.makedirs(osp.join(reid, 'train'))
     with open(osp.join(reid, 'train', 'half.png'), 'wb') as f:
         f.write(b'not a png')
-    with pytest.raises(FileExistsError, match='marker'):
-        generate_dataset(root, preset=MINI, seed=0)
-    generate_dataset(root, preset=MINI, seed=0, overwrite=True)
-    assert not osp.exists(osp.join(reid, 'train', 'half.png'))
-    assert osp.isfile(osp.join(reid, META_NAME))
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match='never deleted'):
+            generate_dataset(root, preset=MINI, seed=0, overwrite=overwrite)
+    with open(osp.join(reid, 'train', 'half.png'), 'rb') as f:
+        assert f.read() == b'not a png'
+    assert os.listdir(osp.dirname(reid)) == ['reid']   # no temporary folder either
 
 
 def test_interrupted_generation_leaves_nothing_complete(tmp_path, monkeypatch):

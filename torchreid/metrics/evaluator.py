@@ -126,14 +126,15 @@ class Evaluation:
 
     def summary(self, ranks: Sequence[int] = (1, 5, 10, 20)) -> Dict[str, Any]:
         """``{'mAP', 'rank1', 'mINP', 'cmc', 'ranks': {r: cmc[r-1]}, 'num_queries', 'num_valid_queries'}``;
-        the scores are None when the labels are hidden."""
+        the scores are None when the labels are hidden. A rank past the curve's end (a gallery shorter than
+        ``max_rank``) has the curve's last value: every match is within the whole gallery."""
         out = {'eval_metric': self.eval_metric, 'num_queries': len(self.rankings), 'mAP': None, 'rank1': None,
                'mINP': None, 'cmc': None, 'ranks': {}, 'num_valid_queries': None}
         if self.result is not None:
             cmc = np.asarray(self.result.cmc, dtype=np.float64)
             out.update(mAP=float(self.result.mAP), mINP=float(self.result.mINP), cmc=cmc, rank1=float(cmc[0]),
                        num_valid_queries=int(self.result.num_valid_queries),
-                       ranks={int(r): float(cmc[r - 1]) for r in ranks if r <= len(cmc)})
+                       ranks={int(r): float(cmc[min(r, len(cmc)) - 1]) for r in ranks})
         return out
 
 

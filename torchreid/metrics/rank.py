@@ -104,9 +104,32 @@ def _labels(x, name, expected_len=None):
     return x
 
 
-def _joint_codes(a, b):
-    """Map two label arrays onto shared int64 codes 0..K-1 (labels may be ints or strings)."""
-    if not (a.dtype == b.dtype or (a.dtype.kind in 'iub' and b.dtype.kind in 'iub')):
+def _numeric_labels(a, b, names):
+    """Bring two numeric label arrays to one dtype so that equal numbers are equal labels.
+
+    Float labels holding whole numbers (``camid`` loaded as 1.0) become int64 and so match int labels
+    (1); other floats are compared as float64. NaN is refused: it equals nothing, not even itself.
+    """
+    floats = [x for x in (a, b) if x.dtype.kind == 'f']
+    for x, name in zip((a, b), names):
+        if x.dtype.kind == 'f' and np.isnan(x).any():
+            raise ValueError(f'{name} holds NaN; labels must be numbers (or strings) equal to themselves')
+    if not floats:
+        return a, b
+    if all(np.array_equal(x, np.round(x)) and (x.size == 0 or np.abs(x).max() < 2 ** 62) for x in floats):
+        return a.astype(np.int64), b.astype(np.int64)
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def _joint_codes(a, b, names=('query labels', 'gallery labels')):
+    """Map two label arrays onto shared int64 codes 0..K-1.
+
+    Labels may be ints, floats or strings. Numbers are compared as numbers (1 == 1.0 == True), strings as
+    text; a numeric array against a string array is compared as text.
+    """
+    if a.dtype.kind in 'iubf' and b.dtype.kind in 'iubf':
+        a, b = _numeric_labels(a, b, names)
+    elif a.dtype != b.dtype:
         a, b = a.astype(str), b.astype(str)   # mixed kinds: compare as text
     uniq, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     inv = inv.astype(np.int64, copy=False).reshape(-1)
@@ -265,8 +288,8 @@ def evaluate_rank(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camid
     g_camids = _labels(g_camids, 'g_camids', ng)
     if nq == 0:
         raise ValueError('No query to evaluate (distmat has 0 rows)')
-    qp, gp, num_pids = _joint_codes(q_pids, g_pids)
-    qc, gc, _ = _joint_codes(q_camids, g_camids)
+    qp, gp, num_pids = _joint_codes(q_pids, g_pids, ('q_pids', 'g_pids'))
+    qc, gc, _ = _joint_codes(q_camids, g_camids, ('q_camids', 'g_camids'))
     mode = 1 if eval_metric == 'soccernetv3' else 0
     fast = _use_cython(use_cython)
     keys = _cuhk03_keys(ng, int(cuhk03_repeats), seed) if eval_metric == 'cuhk03' else None
@@ -330,5 +353,5 @@ def evaluate_rankings(rankings: Sequence[Any], q_pids: Any, g_pids: Any, max_ran
     flat, offsets = _rankings_to_csr(rankings, q_pids.shape[0], g_pids.shape[0])
     if q_pids.shape[0] == 0:
         raise ValueError('No query to evaluate')
-    qp, gp, _ = _joint_codes(q_pids, g_pids)
+    qp, gp, _ = _joint_codes(q_pids, g_pids, ('q_pids', 'g_pids'))
     return _metrics_from_csr(flat, offsets, qp, gp, max_rank, use_cython)

@@ -1,6 +1,11 @@
 """k-reciprocal re-ranking (Zhong et al., "Re-ranking Person Re-identification with k-reciprocal Encoding",
-CVPR 2017), written from the paper's description.
+CVPR 2017), in two forms.
 
+:func:`re_ranking` is Torchreid's function, reproduced number for number (its quirks included, listed in its
+docstring), so a Torchreid/sn-reid script that calls it gets Torchreid's results.
+
+:func:`k_reciprocal_re_ranking` and :func:`re_rank_full` are this project's form, written from the paper's
+description; the per-action ranking step (:class:`torchreid.metrics.ranking.KReciprocalRerank`) uses it.
 Over the probe set P = queries + gallery, with the original distance d (each row scaled to [0, 1] by its
 maximum, so the kernel below does not depend on the feature scale):
 
@@ -25,7 +30,7 @@ from scipy import sparse
 
 from .rank import _to_numpy
 
-__all__ = ['re_ranking']
+__all__ = ['re_ranking', 'k_reciprocal_re_ranking', 're_rank_full']
 
 # Query-gallery pairs expanded at once in the Jaccard step (bounds its temporaries).
 _PAIR_CHUNK = 1 << 22
@@ -69,9 +74,117 @@ def _reciprocal(nn):
     return _member(forward, nn * n + rows)
 
 
+def _validated_blocks(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, as_array):
+    q_g, q_q, g_g = as_array(q_g_dist, 'q_g_dist'), as_array(q_q_dist, 'q_q_dist'), as_array(g_g_dist, 'g_g_dist')
+    nq, ng = q_g.shape
+    if q_q.shape != (nq, nq):
+        raise ValueError(f'q_q_dist must be [{nq}, {nq}] to match q_g_dist {q_g.shape}, got {q_q.shape}')
+    if g_g.shape != (ng, ng):
+        raise ValueError(f'g_g_dist must be [{ng}, {ng}] to match q_g_dist {q_g.shape}, got {g_g.shape}')
+    check_rerank_args(k1, k2, lambda_value)
+    return q_g, q_q, g_g
+
+
+def _as_real(x, name):
+    """Like :func:`_as_f64` but keeps the floating dtype (Torchreid squares in the input's precision)."""
+    x = _to_numpy(x)
+    if x.dtype.kind not in 'fiu':
+        raise ValueError(f'{name} must be numeric, got dtype {x.dtype}')
+    if x.dtype.kind != 'f':
+        x = x.astype(np.float64)
+    if x.ndim != 2:
+        raise ValueError(f'{name} must be 2-D, got shape {x.shape}')
+    if not np.isfinite(x).all():
+        raise ValueError(f'{name} contains NaN or inf')
+    return x
+
+
 def re_ranking(q_g_dist: Any, q_q_dist: Any, g_g_dist: Any, k1: int = 20, k2: int = 6,
                lambda_value: float = 0.3) -> np.ndarray:
-    """k-reciprocal re-ranking of a query x gallery distance matrix (Torchreid's signature).
+    """k-reciprocal re-ranking exactly as Torchreid's ``torchreid.utils.re_ranking`` computes it.
+
+    Same signature, same numbers (float32, as Torchreid), so Torchreid / sn-reid code calling it reproduces
+    Torchreid's results. Torchreid's version has quirks that are kept here on purpose:
+
+    * the distances are **squared** before use (its callers pass squared Euclidean distances, so those are
+      effectively raised to the 4th power) and each row is scaled by its maximum, in float32;
+    * neighbour lists come from NumPy's default (unstable) argsort, so exact ties may put an item before
+      itself;
+    * a candidate's half-size set ``R(c, round(k1 / 2))`` joins the expanded set only when it shares
+      **strictly more** than 2/3 of its items with ``R(p, k1)`` (the paper's rule, and
+      :func:`k_reciprocal_re_ranking`, use ``>=``).
+
+    Only where Torchreid would divide by zero (a sample at distance 0 from everything) this version scales
+    by 1 instead of returning NaN. It holds ``(nq + ng)^2`` float32 matrices (about 3 of them) and loops over
+    samples in Python: it is a reference for Torchreid parity. The evaluation's ``rerank=True`` uses
+    :func:`re_rank_full` per SoccerNet action (or once for Market-style sets) instead.
+
+    Args:
+        q_g_dist: ``[nq, ng]`` query-gallery distances (numpy array or tensor).
+        q_q_dist: ``[nq, nq]`` query-query distances.
+        g_g_dist: ``[ng, ng]`` gallery-gallery distances.
+        k1 (int): size of the k-reciprocal neighbourhood (paper: 20).
+        k2 (int): size of the local query expansion (1 = none; paper: 6).
+        lambda_value (float): weight of the original distance in the final distance (paper: 0.3).
+
+    Returns:
+        np.ndarray: float32 ``[nq, ng]`` re-ranked distances.
+    """
+    q_g, q_q, g_g = _validated_blocks(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, _as_real)
+    nq, ng = q_g.shape
+    k1, k2 = int(k1), int(k2)
+    if nq == 0 or ng == 0:
+        return np.zeros((nq, ng), dtype=np.float32)
+    n = nq + ng
+    full = np.concatenate([np.concatenate([q_q, q_g], axis=1), np.concatenate([q_g.T, g_g], axis=1)], axis=0)
+    squared = np.power(full, 2).astype(np.float32)
+    col_max = squared.max(axis=0)
+    col_max[col_max == 0] = 1.0
+    dist = np.transpose(squared / col_max)            # row p scaled by its maximum (the matrix is symmetric)
+    rank = np.argsort(dist).astype(np.int64)           # NumPy's default sort kind, as Torchreid
+
+    near_f = rank[:, :k1 + 1]
+    recip_f = _reciprocal(near_f)                      # near_f[p, i] is a k1-reciprocal neighbour of p
+    near_h = rank[:, :int(np.around(k1 / 2.0)) + 1]
+    recip_h = _reciprocal(near_h)
+
+    V = np.zeros((n, n), dtype=np.float32)
+    for p in range(n):
+        r_p = near_f[p][recip_f[p]]
+        members = near_h[r_p]                          # [|R(p)|, k1/2 + 1]: candidates' half-size lists
+        valid = recip_h[r_p]
+        shared = (np.isin(members, r_p) & valid).sum(axis=1)
+        expand = shared > 2.0 / 3 * valid.sum(axis=1)  # strict, as Torchreid
+        idx = np.unique(np.concatenate([r_p, members[expand][valid[expand]]]))
+        weight = np.exp(-dist[p, idx])
+        V[p, idx] = 1.0 * weight / np.sum(weight)
+    if k2 != 1:
+        expanded = np.empty_like(V)
+        step = max(1, (1 << 24) // max(1, k2 * n))
+        for start in range(0, n, step):
+            expanded[start:start + step] = V[rank[start:start + step, :k2]].mean(axis=1)
+        V = expanded
+    del rank
+
+    # sum_j min(V_pj, V_gj), accumulated over the columns j in increasing order in float32 (Torchreid's order).
+    V_gallery_t = np.ascontiguousarray(V[nq:].T)       # [n, ng]
+    min_sum = np.empty((nq, ng), dtype=np.float32)
+    for p in range(nq):
+        nz = np.flatnonzero(V[p])
+        if nz.size == 0:
+            min_sum[p] = 0.0
+            continue
+        min_sum[p] = np.minimum(V[p, nz][:, None], V_gallery_t[nz]).sum(axis=0)
+    jaccard = 1 - min_sum / (2.0 - min_sum)
+    return jaccard * (1 - lambda_value) + dist[:nq, nq:] * lambda_value
+
+
+def k_reciprocal_re_ranking(q_g_dist: Any, q_q_dist: Any, g_g_dist: Any, k1: int = 20, k2: int = 6,
+                            lambda_value: float = 0.3) -> np.ndarray:
+    """k-reciprocal re-ranking of a query x gallery distance matrix, this project's form (module docstring).
+
+    Same signature as :func:`re_ranking`; the distances are used as given (not squared), neighbour lists
+    are stable, the expansion test is ``>= 2/3`` and the computation is float64 and vectorised.
 
     Args:
         q_g_dist: ``[nq, ng]`` query-gallery distances.
@@ -84,15 +197,8 @@ def re_ranking(q_g_dist: Any, q_q_dist: Any, g_g_dist: Any, k1: int = 20, k2: in
     Returns:
         np.ndarray: float64 ``[nq, ng]`` re-ranked distances.
     """
-    q_g = _as_f64(q_g_dist, 'q_g_dist')
-    q_q = _as_f64(q_q_dist, 'q_q_dist')
-    g_g = _as_f64(g_g_dist, 'g_g_dist')
+    q_g, q_q, g_g = _validated_blocks(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, _as_f64)
     nq, ng = q_g.shape
-    if q_q.shape != (nq, nq):
-        raise ValueError(f'q_q_dist must be [{nq}, {nq}] to match q_g_dist {q_g.shape}, got {q_q.shape}')
-    if g_g.shape != (ng, ng):
-        raise ValueError(f'g_g_dist must be [{ng}, {ng}] to match q_g_dist {q_g.shape}, got {g_g.shape}')
-    check_rerank_args(k1, k2, lambda_value)
     if nq == 0 or ng == 0:
         return q_g.copy()
     n = nq + ng

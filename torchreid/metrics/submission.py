@@ -21,14 +21,14 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from torchreid.soccernet_format import (CLASS_GROUPS, HEIGHT_BUCKETS, check_ground_truth, find_ranking_violation,
-                                        read_ground_truth, read_json)
+from torchreid.soccernet_format import (CLASS_GROUPS, HEIGHT_BUCKETS, RANKING_RULE, GroundTruthError,
+                                        check_ground_truth, find_ranking_violation, read_ground_truth, read_json)
 from torchreid.utils.io import atomic_write_json
 
 from .rank import _csr_metrics_np, _joint_codes, _labels, _rankings_to_csr
 
 __all__ = ['ranking_results_to_dict', 'export_ranking_results', 'ranking_filename', 'evaluate_ranking_file',
-           'evaluate_ranking_dicts']
+           'evaluate_ranking_dicts', 'GroundTruthError']
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +147,6 @@ class _NotAList:
     def __init__(self, value: Any):
         self.value = value
 
-    def __repr__(self) -> str:
-        return f'{self.value!r} instead of a list of gallery ids'
-
 
 def _as_items(value: Any) -> Sequence[Any]:
     """The items the official evaluator iterates: a non-list is iterated too; one that cannot be iterated
@@ -222,26 +219,36 @@ def _group_scores(mask, ap, inp, first) -> Dict[str, float]:
 
 
 def evaluate_ranking_dicts(rankings: Mapping, ground_truth: Mapping,
-                           class_groups: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+                           class_groups: Optional[Mapping[str, str]] = None, ranking_source: str = '',
+                           ground_truth_source: str = '') -> Dict[str, Any]:
     """Score an in-memory submission (the dict a ranking JSON holds) against a ground-truth dict.
 
     Integer keys in ``rankings`` are read as their string form (what writing the dict to JSON would do).
+    ``ranking_source`` / ``ground_truth_source`` (e.g. file paths) lead the message of a refusal, so that it names
+    the file at fault: a broken ground truth (or one no ranking could satisfy: a query without a match in its
+    action) raises :class:`~torchreid.soccernet_format.GroundTruthError`, never blamed on the submission.
 
     Returns:
         dict: ``mAP``, ``rank-1`` (float32-rounded like the official script), ``mINP``, ``num_queries``,
         ``num_rank1_hits``, ``by_class_group`` and ``by_height`` (each ``{name: {num_queries, mAP, rank-1,
         mINP}}``).
     """
-    if not isinstance(rankings, dict):  # the official check then finds no ranking for the first query
-        raise ValueError(f'rankings must be a dict {{query key: [gallery ids]}}, got {type(rankings).__name__}')
+    ranking_where = f'{ranking_source}: ' if ranking_source else ''
+    gt_where = ground_truth_source or '<ground truth>'
+    if not isinstance(rankings, dict):
+        # the official check then finds no ranking for the first query (a list, a string), or cannot look
+        # (null, a number): a TypeError there
+        container = hasattr(rankings, '__contains__') or hasattr(rankings, '__iter__')
+        raise (ValueError if container else TypeError)(
+            f'{ranking_where}rankings must be a dict {{query key: [gallery ids]}}, got {type(rankings).__name__}')
     if any(not isinstance(k, str) for k in rankings):
         rankings = {str(k): v for k, v in rankings.items()}
-    ground_truth = check_ground_truth(ground_truth, strict=False)
+    ground_truth = check_ground_truth(ground_truth, where=gt_where, strict=False)
     queries, galleries = ground_truth['query'], ground_truth['gallery']
     class_groups = CLASS_GROUPS if class_groups is None else class_groups
     nq = len(queries)
     if nq == 0:
-        raise ValueError('The ground truth has no query')
+        raise GroundTruthError(f'{gt_where}: the ground truth has no query')
     q_keys, q_recs = list(queries), list(queries.values())
     g_recs = list(galleries.values())
     g_ids = np.array([r['bbox_idx'] for r in g_recs], dtype=np.int64)
@@ -253,17 +260,24 @@ def evaluate_ranking_dicts(rankings: Mapping, ground_truth: Mapping,
                                        bools=bools, q_pids=qp, g_pids=gp)
     if violation is not None:
         q = violation.query
+        query_name = f'{q_keys[q]!r} (action {q_recs[q]["action_idx"]!r})'
+        if violation.ground_truth_fault:
+            error = violation.error(query_name, str)
+            raise type(error)(f'{gt_where}: {error}')
+        if violation.entry is not None and isinstance(raw[violation.entry], _NotAList):
+            # the official evaluator iterates the value: a TypeError, here naming the query
+            raise TypeError(f'{ranking_where}the ranking of query {query_name} is {raw[violation.entry].value!r}, '
+                            f'not a list of gallery ids; {RANKING_RULE}')
 
         def name(item):
             if violation.kind == 'incomplete':
                 return f'gallery item {int(g_ids[item])}'
             value = raw[item]
-            if isinstance(value, _NotAList):
-                return repr(value)
             return f'gallery id {value!r}' + ('' if type(value) is int else f' of type {type(value).__name__}')
 
-        raise violation.error(f'{q_keys[q]!r} (action {q_recs[q]["action_idx"]!r})', name,
-                              length=int(offsets[q + 1] - offsets[q]), expected=int(np.count_nonzero(ga == qa[q])))
+        error = violation.error(query_name, name, length=int(offsets[q + 1] - offsets[q]),
+                                expected=int(np.count_nonzero(ga == qa[q])))
+        raise type(error)(f'{ranking_where}{error}')
 
     ap_sum, first, last, num_rel = _csr_metrics_np(gp[flat] == np.repeat(qp, np.diff(offsets)), offsets)
     ap, inp = ap_sum / num_rel, num_rel / (last + 1.0)
@@ -292,11 +306,15 @@ def evaluate_ranking_file(ranking_path: str, gt_path: str,
                           class_groups: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """Score the ranking JSON ``ranking_path`` against the ground truth ``gt_path`` (``bbox_info.json``).
 
-    Raises where the official SoccerNet evaluator raises (same exception types). See
-    :func:`evaluate_ranking_dicts` for the returned dict (plus ``filename``).
+    Refuses what the official SoccerNet evaluator refuses, with the same exception types, each message naming
+    the file at fault and the query: the ground truth is read and checked first, and any fault of it raises
+    :class:`~torchreid.soccernet_format.GroundTruthError` (a ``ValueError``; ``FileNotFoundError`` when missing),
+    so a broken ground truth is never blamed on the submission. See :func:`evaluate_ranking_dicts` for the
+    returned dict (plus ``filename``).
     """
     ground_truth = read_ground_truth(gt_path, strict=False)
     rankings = read_json(ranking_path, 'ranking')
-    out = evaluate_ranking_dicts(rankings, ground_truth, class_groups=class_groups)
+    out = evaluate_ranking_dicts(rankings, ground_truth, class_groups=class_groups, ranking_source=ranking_path,
+                                 ground_truth_source=gt_path)
     out['filename'] = osp.basename(ranking_path)
     return out

@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--scale', type=float, default=1.0,
                         help='multiply the games and actions of the preset (e.g. 0.01 to try "full" quickly)')
     parser.add_argument('--workers', type=int, default=None, help='drawing processes (default: CPU count)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an incomplete or different set')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace a set this generator made with another preset or seed (a folder without its '
+                             'marker, real data included, is never deleted)')
     parser.add_argument('--dry-run', action='store_true', help='only print the planned statistics')
     return parser
 
@@ -40,7 +42,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(stats, indent=1))  # the command's output, not a log line
         return 0
     start = time.time()
-    path = generate_dataset(args.root, preset=preset, seed=args.seed, overwrite=args.overwrite,
-                            workers=args.workers)
+    try:
+        path = generate_dataset(args.root, preset=preset, seed=args.seed, overwrite=args.overwrite,
+                                workers=args.workers)
+    except FileExistsError as err:
+        logger.error('refused: %s', err)
+        return 1
+    except KeyboardInterrupt:
+        logger.error('interrupted: nothing was written (the unfinished folder was removed)')
+        return 130     # the shell's code for a stop by SIGINT
     logger.info('done: %s (%.1f s)', path, time.time() - start)
     return 0
