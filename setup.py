@@ -122,6 +122,9 @@ install_requires = [
     'tqdm>=4.60',
     'tensorboard>=2.12',
     'SoccerNet>=0.1.62',
+    'safetensors>=0.4',  # weights files that load without unpickling
+    'h5py>=3.0',  # CUHK03's MATLAB v7.3 files
+    'timm>=1.0',  # transformer / CLIP / EfficientNet backbones
 ]
 
 _EXPORT = ['onnx>=1.14', 'onnxruntime>=1.16']
