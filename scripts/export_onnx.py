@@ -156,6 +156,9 @@ def _parse_args(argv):
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--atol', type=float, default=1e-4, help='tolerance of the ONNX Runtime check')
     parser.add_argument('--no-check', action='store_true', help='skip the ONNX Runtime parity check')
+    parser.add_argument('--allow-unsafe-pickle', action='store_true',
+                        help='read a --weights file that needs full unpickling (legacy Torchreid checkpoints; '
+                             'unpickling can run code from the file: only for files you trust)')
     args = parser.parse_args(argv)
     if not args.model_name and not args.weights:
         parser.error('give --weights (a checkpoint that describes its model) or --model-name (or both)')
@@ -167,19 +170,14 @@ def _parse_args(argv):
     return parser, args
 
 
-def _read_checkpoint(path, model_name):
+def _read_checkpoint(path, model_name, allow_unsafe_pickle=False):
     """The checkpoint dict at ``path``, or None when it cannot tell us anything (then ``model_name`` is
     needed and the weights go through load_pretrained_weights)."""
-    from torchreid.utils.checkpoint import load_checkpoint
+    from torchreid.models.weights import is_safetensors_file, read_weights_file
 
-    try:
-        checkpoint = load_checkpoint(path)
-    except RuntimeError:
-        if not model_name:
-            raise
-        # e.g. an old Torchreid file holding Python objects: load_pretrained_weights says what it does with it
-        logger.debug('%s: not readable with the safe loader; loading it as plain weights', path, exc_info=True)
-        return None
+    if is_safetensors_file(path) and model_name:
+        return None  # tensors only: weights for --model-name
+    checkpoint = read_weights_file(path, allow_unsafe_pickle=allow_unsafe_pickle)
     if not isinstance(checkpoint, dict):
         if not model_name:
             from torchreid.models import CheckpointError
@@ -195,7 +193,8 @@ def _build(args):
     from torchreid.models import (build_model, build_model_from_checkpoint, checkpoint_input_size,
                                   checkpoint_normalization, load_pretrained_weights)
 
-    checkpoint = _read_checkpoint(args.weights, args.model_name) if args.weights else None
+    checkpoint = (_read_checkpoint(args.weights, args.model_name, args.allow_unsafe_pickle) if args.weights
+                  else None)
     spec = checkpoint.get('model_spec') if checkpoint is not None else None
     if checkpoint is not None and (spec is not None or not args.model_name):
         # Self-describing (or, without --model-name, an error saying the file does not describe its model).
@@ -213,7 +212,10 @@ def _build(args):
     num_classes = 1 if args.num_classes is None else args.num_classes
     model = build_model(args.model_name, num_classes=num_classes, pretrained=False)
     if args.weights:
-        load_pretrained_weights(model, args.weights)
+        report = load_pretrained_weights(model, args.weights, allow_unsafe_pickle=args.allow_unsafe_pickle)
+        if not report.complete:
+            raise ValueError(f'--weights "{args.weights}" does not hold the weights of {args.model_name} '
+                             f'({report}): exporting it would export a partly random network')
     return model, None
 
 
@@ -237,4 +239,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from torchreid.utils.cli import run_cli
+
+    sys.exit(run_cli(main))

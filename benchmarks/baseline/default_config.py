@@ -19,18 +19,23 @@ Notes on compatibility keys:
   SoccerNet-v3 targets use the same-action metric, Market-1501 the Market one); the engine asks the dataset,
   so this key no longer has to match the target. A value that disagrees with a target's declaration is
   logged and ignored.
-- ``video.*`` keys are accepted so old files load; video data (``data.type: video``) is not supported.
+- ``data.type: video`` trains and tests on Torchreid's video datasets (MARS, iLIDS-VID, PRID2011,
+  DukeMTMC-VideoReID) with ``video.*`` (``seq_len``, ``sample_method``, ``pooling_method``), as in Torchreid.
 - ``cuhk03.use_metric_cuhk03`` (Torchreid's key, removed by sn-reid) is accepted and keeps its Torchreid
   meaning: targets whose declared metric is ``'default'`` are scored with the CUHK03 protocol.
 """
 import ast
 import difflib
+import math
 import os.path as osp
 import re
 
 from yacs.config import CfgNode as CN
 
+from torchreid.data.datasets.dataset import VERIFY_IMAGES_MODES
+from torchreid.data.datasets.video import SAMPLE_METHODS as VIDEO_SAMPLE_METHODS
 from torchreid.data.samplers import AVAILABLE_SAMPLERS
+from torchreid.data.samplers import EPOCH_LENGTHS as SAMPLER_EPOCH_LENGTHS
 from torchreid.engine.options import CHECKPOINT_METRICS as _LIB_CHECKPOINT_METRICS
 from torchreid.engine.options import EvalOptions, TrainOptions
 from torchreid.metrics import DIST_METRICS, EVAL_METRICS, OptionError, RankingOptions
@@ -49,6 +54,7 @@ __all__ = [
 # Allowed values (checked by check_cfg; the library re-checks its own arguments as well).
 # The library's own lists where it has them, so the config cannot drift from what the library accepts.
 SAMPLERS = AVAILABLE_SAMPLERS
+EPOCH_LENGTHS = SAMPLER_EPOCH_LENGTHS
 LOSSES = SUPPORTED_LOSSES
 OPTIMIZERS = AVAILABLE_OPTIMIZERS
 LR_SCHEDULERS = AVAILABLE_LR_SCHEDULERS
@@ -56,6 +62,8 @@ SYNTHETIC_PRESETS = ('', *PRESETS)
 CHECKPOINT_METRICS = (*_LIB_CHECKPOINT_METRICS, 'rank-1')
 PRECISIONS = ('', 'fp16', 'bf16')
 DATA_TYPES = ('image', 'video')
+#: The largest train.lr accepted: ReID recipes use 1e-5 .. 0.1; a larger value is a typo (an exponent lost).
+MAX_LR = 10.0
 _DEVICE = re.compile(r'^(auto|cpu|mps|cuda(:\d+)?)$')
 
 
@@ -73,6 +81,9 @@ def get_default_config():
     cfg.model.load_weights = ''  # path to weights to load before training / testing
     cfg.model.resume = ''  # path to a checkpoint to resume training from
     cfg.model.bnneck = False  # ours: BNNeck head (features before BN for the triplet, after BN for testing)
+    # ours: read weight files that need full unpickling (legacy Torchreid checkpoints). Unpickling can run code
+    # from the file: only for files you trust (or convert them once: scripts/convert_weights.py).
+    cfg.model.allow_unsafe_pickle = False
 
     # --- data
     cfg.data = CN()
@@ -95,6 +106,9 @@ def get_default_config():
     # ours: generate the synthetic SoccerNet-v3 set under data.root when it is missing ('' = never)
     cfg.data.synthetic_preset = ''
     cfg.data.synthetic_seed = 0
+    # ours: checks made when the datasets are read, before any training (a bad file is found at once)
+    cfg.data.check_ground_truth = True  # SoccerNet-v3: the thumbnails on disk against the ground truth
+    cfg.data.verify_images = 'off'  # 'header': open every image file; 'full': decode every image
 
     # --- dataset-specific
     cfg.market1501 = CN()
@@ -114,9 +128,12 @@ def get_default_config():
     # RandomActionSampler: identities taken from each action of a batch (0: whole actions, fewest actions)
     cfg.sampler.num_pids_per_action = 4
     cfg.sampler.num_cams = 1
+    # ours: one epoch of the identity / action samplers: 'identities' (Torchreid's: every identity once, with
+    # num_instances images each) or 'images' (as many images as the training set holds)
+    cfg.sampler.epoch_length = 'identities'
     cfg.sampler.num_datasets = 1
 
-    # --- video (accepted for compat; video data is not supported)
+    # --- video (data.type 'video')
     cfg.video = CN()
     cfg.video.seq_len = 15
     cfg.video.sample_method = 'evenly'
@@ -140,6 +157,9 @@ def get_default_config():
     cfg.train.gamma = 0.1
     cfg.train.print_freq = 20
     cfg.train.seed = 1
+    # ours: a new training run into a data.save_dir holding an earlier run writes to <save_dir>-2, -3, ...;
+    # True replaces the earlier run's checkpoints and TensorBoard curves instead
+    cfg.train.overwrite = False
     # ours
     cfg.train.warmup_epochs = 0  # linear warm-up from lr * warmup_factor
     cfg.train.warmup_factor = 0.1
@@ -195,8 +215,8 @@ def get_default_config():
 
     # --- ours: where to run ('auto' = CUDA when available, else CPU)
     cfg.device = 'auto'
-    # ours: CPU threads for torch's intra-op parallelism (0 = torch's default). On a small CPU machine
-    # shared with other work, 1 avoids OpenMP threads spinning against each other.
+    # ours: CPU threads for torch's intra-op parallelism. 0 = the CPU cores the loader workers leave free
+    # (at least 1, at most torch's default): compute threads fighting the workers for cores slow a run down.
     cfg.num_threads = 0
     return cfg
 
@@ -227,6 +247,8 @@ def _coerce(value, default, full_key, where):
         raise ConfigError(f'{where}: {full_key} must be true or false, got {value!r}')
     if isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f'{where}: {full_key} must be a finite number, got {value!r}')
             return float(value)
         raise ConfigError(f'{where}: {full_key} must be a number, got {value!r}')
     if isinstance(default, int):
@@ -269,6 +291,27 @@ def _merge_dict(cfg, data, where, prefix=''):
             cfg[key] = _coerce(value, cfg[key], full_key, where)
 
 
+def _unique_key_loader():
+    """A ``yaml.SafeLoader`` that refuses a mapping with the same key twice (plain YAML keeps the last one, so
+    a second ``train:`` block would silently drop the first)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f'key {key!r} appears twice in one block (first at line '
+                        f'{seen[key].start_mark.line + 1}, again at line {key_node.start_mark.line + 1}): merge the '
+                        f'two blocks, YAML would silently keep only the last', key_node.start_mark)
+                seen[key] = key_node
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def merge_from_file(cfg, path):
     """Merge a YAML file into ``cfg``; unknown keys and wrong types raise ConfigError naming key and file."""
     import yaml
@@ -277,9 +320,9 @@ def merge_from_file(cfg, path):
         raise ConfigError(f'config file not found: {path}')
     with open(path, encoding='utf-8') as f:
         try:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_unique_key_loader())
         except yaml.YAMLError as exc:
-            raise ConfigError(f'{path}: not valid YAML: {exc}') from exc
+            raise ConfigError(f'{path}: not valid YAML: {exc}') from None
     if data is None:
         return cfg
     _merge_dict(cfg, data, where=path)
@@ -338,8 +381,6 @@ def _positive(key, value, allow_zero=False):
 def check_cfg(cfg):
     """Reject values outside their allowed set; each error names the key and what is allowed."""
     _one_of('data.type', cfg.data.type, DATA_TYPES)
-    if cfg.data.type == 'video':
-        raise ConfigError("data.type 'video' is not supported by this edition (image data only)")
     if not cfg.data.sources:
         raise ConfigError('data.sources must name at least one dataset')
     if not cfg.data.targets:
@@ -358,6 +399,11 @@ def check_cfg(cfg):
                 'loss.triplet.weight_x'):
         _positive(key, _value(cfg, key), allow_zero=True)
     _positive('train.lr', cfg.train.lr)
+    if cfg.train.lr > MAX_LR:
+        raise ConfigError(f'train.lr must be at most {MAX_LR:g} (a larger step diverges at once); got {cfg.train.lr!r}')
+    if cfg.train.batch_size < 2 and not cfg.test.evaluate:
+        raise ConfigError(f'train.batch_size must be at least 2 (BatchNorm needs two samples per batch in '
+                          f'training); got {cfg.train.batch_size}')
     _positive('num_threads', cfg.num_threads, allow_zero=True)
     if not 0.0 < cfg.soccernetv3.training_subset <= 1.0:
         raise ConfigError(f'soccernetv3.training_subset must be in (0, 1]; got {cfg.soccernetv3.training_subset}')
@@ -379,11 +425,23 @@ def check_cfg(cfg):
         raise ConfigError(f'sampler.num_pids_per_action must be 0 (whole actions) or >= 2 (an identity needs a '
                           f'same-action negative); got {cfg.sampler.num_pids_per_action}')
     _one_of('sampler.train_sampler_t', cfg.sampler.train_sampler_t, SAMPLERS)
+    _one_of('sampler.epoch_length', cfg.sampler.epoch_length, EPOCH_LENGTHS)
+    _one_of('data.verify_images', cfg.data.verify_images, VERIFY_IMAGES_MODES)
+    if cfg.data.type == 'video':
+        _one_of('video.sample_method', cfg.video.sample_method, VIDEO_SAMPLE_METHODS)
+        _one_of('video.pooling_method', cfg.video.pooling_method, ('avg', 'max'))
+        _positive('video.seq_len', cfg.video.seq_len)
     if cfg.sampler.train_sampler in ('RandomIdentitySampler', 'RandomActionSampler') \
             and cfg.train.batch_size < cfg.sampler.num_instances:
         raise ConfigError(
             f'train.batch_size ({cfg.train.batch_size}) must be at least sampler.num_instances '
             f'({cfg.sampler.num_instances}) for {cfg.sampler.train_sampler}')
+    if (cfg.loss.name == 'triplet' and cfg.loss.triplet.weight_t > 0 and cfg.sampler.num_instances < 2
+            and cfg.sampler.train_sampler in ('RandomIdentitySampler', 'RandomActionSampler')):
+        raise ConfigError(
+            f'sampler.num_instances must be at least 2 with the triplet loss (a batch needs two images of an '
+            f'identity to form a positive pair; with 1 the triplet loss is exactly 0); got '
+            f'{cfg.sampler.num_instances}')
     _one_of('train.optim', cfg.train.optim, OPTIMIZERS)
     _one_of('train.lr_scheduler', cfg.train.lr_scheduler, LR_SCHEDULERS)
     if not cfg.train.stepsize or any(int(s) <= 0 for s in cfg.train.stepsize):
@@ -407,16 +465,17 @@ def check_cfg(cfg):
 
 def check_registered_names(cfg):
     """Dataset, model and transform names must be registered in the library (imports torchreid)."""
-    from torchreid.data import AVAILABLE_TRANSFORMS, list_image_datasets
-    from torchreid.models import list_models
+    from torchreid.data import AVAILABLE_TRANSFORMS, list_image_datasets, list_video_datasets
+    from torchreid.models import is_model, list_models
 
-    datasets = list_image_datasets()
+    datasets = list_video_datasets() if cfg.data.type == 'video' else list_image_datasets()
     for key in ('sources', 'targets'):
         unknown = [n for n in cfg.data[key] if n not in datasets]
         if unknown:
-            raise ConfigError(f'data.{key}: unknown dataset(s) {unknown}; registered: {", ".join(datasets)}')
+            raise ConfigError(f'data.{key}: unknown {cfg.data.type} dataset(s) {unknown}; registered: '
+                              f'{", ".join(datasets)}')
     models = list_models()
-    if cfg.model.name not in models:
+    if not is_model(cfg.model.name):
         close = difflib.get_close_matches(cfg.model.name, models, n=3)
         hint = f' (did you mean {", ".join(close)}?)' if close else ''
         raise ConfigError(f'model.name: unknown model {cfg.model.name!r}{hint}; available: {", ".join(models)}')
@@ -546,11 +605,36 @@ def imagedata_kwargs(cfg):
         'market1501_500k': cfg.market1501.use_500k_distractors,
         'soccernetv3_training_subset': cfg.soccernetv3.training_subset,
         'seed': cfg.train.seed,
+        'epoch_length': cfg.sampler.epoch_length,
+        'check_ground_truth': cfg.data.check_ground_truth,
+        'verify_images': cfg.data.verify_images,
     }
 
 
 def videodata_kwargs(cfg):
-    raise ConfigError("data.type 'video' is not supported by this edition (image data only)")
+    return {
+        'root': cfg.data.root,
+        'sources': list(cfg.data.sources),
+        'targets': list(cfg.data.targets),
+        'height': cfg.data.height,
+        'width': cfg.data.width,
+        'transforms': list(cfg.data.transforms),
+        'norm_mean': list(cfg.data.norm_mean),
+        'norm_std': list(cfg.data.norm_std),
+        'device': cfg.device,
+        'split_id': cfg.data.split_id,
+        'combineall': cfg.data.combineall,
+        'batch_size_train': cfg.train.batch_size,
+        'batch_size_test': cfg.test.batch_size,
+        'workers': cfg.data.workers,
+        'num_instances': cfg.sampler.num_instances,
+        'num_cams': cfg.sampler.num_cams,
+        'num_datasets': cfg.sampler.num_datasets,
+        'train_sampler': cfg.sampler.train_sampler,
+        'seq_len': cfg.video.seq_len,
+        'sample_method': cfg.video.sample_method,
+        'seed': cfg.train.seed,
+    }
 
 
 def model_kwargs(cfg, num_classes):
@@ -562,6 +646,8 @@ def model_kwargs(cfg, num_classes):
     }
     if cfg.model.bnneck:  # only passed when on, so models without the option still build by default
         kwargs['bnneck'] = True
+    if cfg.model.allow_unsafe_pickle:  # idem: only factories that read local weight files know it
+        kwargs['allow_unsafe_pickle'] = True
     return kwargs
 
 

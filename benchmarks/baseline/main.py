@@ -20,6 +20,7 @@ ranking whose ground truth is on disk is scored again with the stand-alone evalu
 import argparse
 import datetime
 import logging
+import os
 import os.path as osp
 import sys
 import time
@@ -34,7 +35,7 @@ if osp.isdir(osp.join(_REPO, 'torchreid')) and _REPO not in sys.path:  # run fro
 from default_config import (ConfigError, apply_checkpoint_description, check_cfg,  # noqa: E402
                             check_registered_names, engine_kwargs, engine_run_kwargs, get_default_config,
                             imagedata_kwargs, lr_scheduler_kwargs, merge_from_file, merge_from_list, model_kwargs,
-                            optimizer_kwargs)
+                            optimizer_kwargs, videodata_kwargs)
 
 logger = logging.getLogger('torchreid.baseline')
 
@@ -50,9 +51,30 @@ def build_parser():
     parser.add_argument('-t', '--targets', type=str, nargs='+', help='target datasets (delimited by space)')
     parser.add_argument('--transforms', type=str, nargs='+', help='data augmentation')
     parser.add_argument('--root', type=str, default='', help='path to the data root')
+    parser.add_argument('--allow-unsafe-pickle', action='store_true',
+                        help='read weight files that need full unpickling (legacy Torchreid checkpoints; '
+                             'unpickling can run code from the file: only for files you trust); the same as '
+                             'model.allow_unsafe_pickle True')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback of an error (by default one message is printed)')
     parser.add_argument('opts', default=None, nargs=argparse.REMAINDER,
                         help='modify config options with KEY VALUE pairs (e.g. train.max_epoch 5)')
     return parser
+
+
+#: Keys holding paths; ``{repo}`` in them is the repository root, so a config can name paths that resolve the
+#: same from any working directory (the shipped configs do). Other relative paths are relative to the working
+#: directory, as in Torchreid.
+PATH_KEYS = (('data', 'root'), ('data', 'save_dir'), ('model', 'load_weights'), ('model', 'resume'))
+REPO_PLACEHOLDER = '{repo}'
+
+
+def expand_paths(cfg):
+    """Replace ``{repo}`` in the path keys by the repository root and expand ``~``."""
+    for group, key in PATH_KEYS:
+        value = cfg[group][key]
+        if value:
+            cfg[group][key] = osp.expanduser(value.replace(REPO_PLACEHOLDER, _REPO))
 
 
 def build_config(args):
@@ -68,7 +90,10 @@ def build_config(args):
         cfg.data.targets = list(args.targets)
     if args.transforms:
         cfg.data.transforms = list(args.transforms)
+    if args.allow_unsafe_pickle:
+        cfg.model.allow_unsafe_pickle = True
     merge_from_list(cfg, args.opts or [])
+    expand_paths(cfg)
     check_cfg(cfg)
     check_registered_names(cfg)
     cfg.freeze()
@@ -89,6 +114,90 @@ def prepare_synthetic_data(cfg):
     return path
 
 
+def _holds_a_run(save_dir):
+    """True when ``save_dir`` holds the checkpoints or TensorBoard events of an earlier training run."""
+    from torchreid.utils import list_checkpoints
+
+    if list_checkpoints(osp.join(save_dir, 'model')) or osp.isfile(osp.join(save_dir, 'model', 'model-best.pth.tar')):
+        return True
+    return osp.isdir(save_dir) and any(n.startswith('events.out.tfevents') for n in os.listdir(save_dir))
+
+
+def _remove_earlier_run(save_dir):
+    """``train.overwrite True``: remove what an earlier run wrote that a new one would mix with (checkpoints,
+    TensorBoard events); logs, rankings and pictures carry time stamps and stay."""
+    removed = []
+    model_dir = osp.join(save_dir, 'model')
+    for folder, prefixes in ((model_dir, ('model.pth.tar-', 'model-best.pth.tar')),
+                             (save_dir, ('events.out.tfevents',))):
+        if osp.isdir(folder):
+            for name in sorted(os.listdir(folder)):
+                path = osp.join(folder, name)
+                if name.startswith(prefixes) and osp.isfile(path):
+                    os.remove(path)
+                    removed.append(path)
+    return removed
+
+
+def choose_save_dir(cfg):
+    """The folder this run writes to: ``data.save_dir``, unless it holds an earlier training run and this is a
+    new one (not a resume, not test-only): then the first free ``<save_dir>-2``, ``-3``, ... so runs never mix
+    checkpoints or curves. ``train.overwrite True`` replaces the earlier run's checkpoints and curves instead."""
+    save_dir = cfg.data.save_dir
+    if cfg.test.evaluate or cfg.model.resume or not _holds_a_run(save_dir):
+        return save_dir, None
+    if cfg.train.overwrite:
+        removed = _remove_earlier_run(save_dir)
+        return save_dir, (f'train.overwrite True: removed the {len(removed)} checkpoint / TensorBoard files of '
+                          f'the earlier run in {save_dir}')
+    base = save_dir.rstrip('/\\')
+    n = 2
+    while _holds_a_run(f'{base}-{n}'):
+        n += 1
+    new = f'{base}-{n}'
+    return new, (f'{save_dir} holds an earlier run: this run writes to {new} (resume the earlier one with '
+                 f'model.resume, or replace it with train.overwrite True)')
+
+
+def non_default_settings(cfg):
+    """``[(key, value)]`` of the settings that differ from the defaults, in the config's order."""
+    defaults = get_default_config()
+    changed = []
+
+    def walk(node, default, prefix):
+        for key, value in node.items():
+            full = prefix + key
+            if isinstance(value, dict):
+                walk(value, default.get(key, {}) if isinstance(default, dict) else {}, full + '.')
+            elif not isinstance(default, dict) or key not in default or default[key] != value:
+                changed.append((full, value))
+
+    walk(cfg, defaults, '')
+    return changed
+
+
+def write_config(cfg, save_dir):
+    """The full configuration of the run, as YAML loadable with --config-file, written atomically."""
+    from torchreid.utils.io import atomic_write
+
+    path = osp.join(save_dir, 'config.yaml')
+    with atomic_write(path) as f:
+        f.write(cfg.dump())
+    return path
+
+
+def compute_threads(cfg):
+    """Torch's compute threads: ``num_threads``, or with 0 (the default) the cores the loader workers leave
+    free (at least one): on a small CPU, compute threads that fight the workers for cores make a run slower."""
+    if cfg.num_threads:
+        return cfg.num_threads
+    import torch
+
+    from torchreid.data.datamanager import available_cpus, usable_workers
+
+    return max(1, min(torch.get_num_threads(), available_cpus() - usable_workers(cfg.data.workers)))
+
+
 def _console_handler():
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter('%(message)s'))
@@ -100,11 +209,15 @@ def build_engine(cfg, datamanager, model, optimizer, scheduler):
     import torchreid
 
     kwargs = engine_kwargs(cfg)
-    if cfg.loss.name == 'softmax':
-        return torchreid.engine.ImageSoftmaxEngine(datamanager, model, optimizer=optimizer, scheduler=scheduler,
-                                                   **kwargs)
-    return torchreid.engine.ImageTripletEngine(datamanager, model, optimizer=optimizer, scheduler=scheduler,
-                                               **kwargs)
+    if cfg.data.type == 'video':
+        kwargs['pooling_method'] = cfg.video.pooling_method
+        kwargs.pop('action_aware', None)  # one action per image: not defined for tracklets
+        engine_class = (torchreid.engine.VideoSoftmaxEngine if cfg.loss.name == 'softmax'
+                        else torchreid.engine.VideoTripletEngine)
+    else:
+        engine_class = (torchreid.engine.ImageSoftmaxEngine if cfg.loss.name == 'softmax'
+                        else torchreid.engine.ImageTripletEngine)
+    return engine_class(datamanager, model, optimizer=optimizer, scheduler=scheduler, **kwargs)
 
 
 def _targets_ground_truth(datamanager):
@@ -132,13 +245,15 @@ def score_exported_rankings(results, ground_truth):
         res['evaluator'] = {k: scored[k] for k in ('mAP', 'rank-1', 'mINP', 'num_queries') if k in scored}
         res['ground_truth_path'] = gt
         if res.get('mAP') is None:  # hidden labels: only the evaluator (synthetic challenge labels) scores it
-            logger.info('%s: exported ranking scored by the evaluator: mAP %.2f%%  rank-1 %.2f%%', name,
-                        100 * scored['mAP'], 100 * scored['rank-1'])
+            logger.info('%s: the engine does not see this split\'s labels (hidden, as on the challenge server), '
+                        'but ground truth is on disk (the synthetic challenge split ships it): the evaluator '
+                        'scores the exported ranking: mAP %.2f%%  rank-1 %.2f%%', name, 100 * scored['mAP'],
+                        100 * scored['rank-1'])
             continue
         agree = (abs(scored['mAP'] - res['mAP']) <= AGREEMENT_TOL
                  and abs(scored['rank-1'] - res['rank1']) <= AGREEMENT_TOL)
         res['agree'] = agree
-        logger.log(logging.INFO if agree else logging.WARNING,
+        logger.log(logging.DEBUG if agree else logging.WARNING,  # agreement is in the final table
                    '%s: engine mAP %.4f%% rank-1 %.4f%% | evaluator (%s) mAP %.4f%% rank-1 %.4f%% -> %s', name,
                    100 * res['mAP'], 100 * res['rank1'], osp.basename(path), 100 * scored['mAP'],
                    100 * scored['rank-1'], 'agree' if agree else 'DISAGREE')
@@ -146,16 +261,23 @@ def score_exported_rankings(results, ground_truth):
 
 
 def format_table(results):
+    """The exported rankings scored again by the stand-alone evaluator, beside the engine's numbers (the
+    engine has already printed its own results table; this one is the check that both agree)."""
     def pct(v):
         return '-' if v is None else f'{100 * v:.2f}'
 
-    lines = ['| target | metric | mAP | rank-1 | mINP | evaluator mAP | evaluator rank-1 |',
-             '|---|---|---|---|---|---|---|']
+    lines = ['| target | engine mAP | evaluator mAP | engine rank-1 | evaluator rank-1 | check |',
+             '|---|---|---|---|---|---|']
     for name, res in results.items():
         ev = res.get('evaluator') or {}
-        metric = res.get('eval_metric', '?') + (' (hidden labels)' if res.get('hidden_labels') else '')
-        lines.append(f"| {name} | {metric} | {pct(res.get('mAP'))} | {pct(res.get('rank1'))} | "
-                     f"{pct(res.get('mINP'))} | {pct(ev.get('mAP'))} | {pct(ev.get('rank-1'))} |")
+        if not ev:
+            check = 'not exported' if not res.get('ranking_path') else 'no ground truth on disk'
+        elif res.get('agree') is None:
+            check = 'labels hidden from the engine: evaluator only'
+        else:
+            check = 'agree' if res['agree'] else 'DISAGREE'
+        lines.append(f"| {name} | {pct(res.get('mAP'))} | {pct(ev.get('mAP'))} | {pct(res.get('rank1'))} | "
+                     f"{pct(ev.get('rank-1'))} | {check} |")
     return '\n'.join(lines)
 
 
@@ -165,6 +287,24 @@ def _check_eval_metric_compat(cfg, datamanager):
         if declared != cfg.data.eval_metric:
             logger.info('data.eval_metric=%r is kept for compatibility only: %s declares %r, which is used',
                         cfg.data.eval_metric, name, declared)
+
+
+class WeightsNotLoadedError(RuntimeError):
+    """A test-only run whose weights are missing or did not load: its scores would be a random network's."""
+
+
+def check_weights_to_test(cfg):
+    """Refuse a test-only run without weights to test (it would score a random network), unless the ImageNet
+    weights are what the user wants scored (``model.pretrained True``: said loudly)."""
+    if not cfg.test.evaluate or cfg.model.load_weights or cfg.model.resume:
+        return
+    if not cfg.model.pretrained:
+        raise WeightsNotLoadedError(
+            'test.evaluate True without model.load_weights or model.resume would score a randomly initialised '
+            'network: give the weights to test (model.load_weights <file>), or set model.pretrained True to '
+            'score ImageNet features')
+    logger.warning('test.evaluate True without model.load_weights / model.resume: scoring %s with its ImageNet '
+                   'weights, NOT trained for re-identification', cfg.model.name)
 
 
 def tested_checkpoint(cfg):
@@ -179,12 +319,21 @@ def tested_checkpoint(cfg):
     from torchreid.models import CheckpointError, ModelSpec
     from torchreid.utils import load_checkpoint
 
-    try:
-        checkpoint = load_checkpoint(path)
-    except RuntimeError as exc:
-        logger.info('%s is not a self-describing checkpoint (%s): the model is built from the configuration',
-                    path, exc)
+    from torchreid.models.weights import is_safetensors_file
+
+    if is_safetensors_file(path):  # tensors only: weights for the model the configuration names
         return path, None
+    try:
+        checkpoint = load_checkpoint(path, weights_only=not cfg.model.allow_unsafe_pickle)
+    except RuntimeError as exc:
+        if 'weights_only' not in str(exc):
+            raise
+        from torchreid.models.weights import UNSAFE_PICKLE_OPT_IN, UnsafeWeightsFileError
+
+        raise UnsafeWeightsFileError(
+            f'{path}: refused: the file holds Python objects beyond tensors, and unpickling them can run code. '
+            f'If you trust the file, allow it with {UNSAFE_PICKLE_OPT_IN}; better, convert it once to '
+            f'safetensors (python scripts/convert_weights.py {path} --allow-unsafe-pickle).') from None
     if not isinstance(checkpoint, dict) or not checkpoint.get('model_spec'):
         logger.info('%s does not describe its model: the model is built from the configuration (%s)', path,
                     cfg.model.name)
@@ -206,6 +355,11 @@ def main(argv=None):
     """
     args = build_parser().parse_args(argv)
     cfg = build_config(args)
+    save_dir, save_dir_note = choose_save_dir(cfg)
+    if save_dir != cfg.data.save_dir:
+        cfg.defrost()
+        cfg.data.save_dir = save_dir
+        cfg.freeze()
 
     import torch
     import torchreid
@@ -221,9 +375,14 @@ def main(argv=None):
     lib_logger.addHandler(console)
     threads_before = torch.get_num_threads()
     try:
-        logger.info('Show configuration\n%s', cfg)
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        if save_dir_note:
+            logger.warning(save_dir_note)
+        settings = non_default_settings(cfg)
+        logger.info('Configuration (%d settings differ from the defaults; all of them are in %s):\n%s',
+                    len(settings), write_config(cfg, cfg.data.save_dir),
+                    '\n'.join(f'  {key}: {value!r}' for key, value in settings) or '  (none)')
+        torch.set_num_threads(compute_threads(cfg))
+        check_weights_to_test(cfg)
         prepare_synthetic_data(cfg)
         weights_path, checkpoint = tested_checkpoint(cfg)
         if checkpoint is not None:
@@ -236,7 +395,10 @@ def main(argv=None):
         # on disk train identically.
         set_random_seed(cfg.train.seed)
 
-        datamanager = torchreid.data.ImageDataManager(**imagedata_kwargs(cfg))
+        if cfg.data.type == 'video':
+            datamanager = torchreid.data.VideoDataManager(**videodata_kwargs(cfg))
+        else:
+            datamanager = torchreid.data.ImageDataManager(**imagedata_kwargs(cfg))
         _check_eval_metric_compat(cfg, datamanager)
 
         if checkpoint is not None:
@@ -247,7 +409,13 @@ def main(argv=None):
             logger.info('Building model: %s', cfg.model.name)
             model = torchreid.models.build_model(**model_kwargs(cfg, datamanager.num_train_pids))
             if cfg.model.load_weights:
-                load_pretrained_weights(model, cfg.model.load_weights)
+                report = load_pretrained_weights(model, cfg.model.load_weights,
+                                                 allow_unsafe_pickle=cfg.model.allow_unsafe_pickle)
+                if cfg.test.evaluate and not report.complete:
+                    raise WeightsNotLoadedError(
+                        f'model.load_weights {cfg.model.load_weights}: the file does not hold the weights of '
+                        f'{cfg.model.name} ({report}); testing it would score a partly random network. Check '
+                        f'model.name (and the architecture keys) against the model the file was trained with.')
         logger.info('Model size: %.3f M parameters', count_num_param(model) / 1e6)
         optimizer = torchreid.optim.build_optimizer(model, **optimizer_kwargs(cfg))
         scheduler = torchreid.optim.build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
@@ -268,9 +436,9 @@ def main(argv=None):
         results = {name: dict(res) for name, res in results.items()}
         score_exported_rankings(results, _targets_ground_truth(datamanager))
 
-        table = format_table(results)
-        logger.info('Final results (%s)\n%s', 'test only' if cfg.test.evaluate else
-                    f'{cfg.train.max_epoch} epochs', table)
+        if any(res.get('evaluator') for res in results.values()):
+            logger.info('Exported rankings scored again by the stand-alone evaluator (%s)\n%s',
+                        'test only' if cfg.test.evaluate else f'{cfg.train.max_epoch} epochs', format_table(results))
         disagree = [n for n, r in results.items() if r.get('agree') is False]
         if disagree:
             logger.warning('The engine and the evaluator disagree on %s', ', '.join(disagree))
@@ -296,12 +464,52 @@ def main(argv=None):
             torch.cuda.empty_cache()
 
 
+def resume_hint(argv):
+    """What to type to resume the run ``argv`` describes, from its last checkpoint."""
+    import shlex
+
+    from torchreid.utils import list_checkpoints
+
+    try:
+        cfg = build_config(build_parser().parse_args(argv))
+    except (ConfigError, SystemExit):
+        return ''
+    found = list_checkpoints(osp.join(cfg.data.save_dir, 'model'))
+    if not found:
+        return 'No checkpoint was written yet: run the same command again to start over.'
+    epoch, path = found[-1]
+    args = list(argv)
+    if 'model.resume' in args[:-1]:  # replace an earlier resume, keep everything else as typed
+        i = args.index('model.resume')
+        del args[i:i + 2]
+    command = shlex.join([sys.executable, osp.relpath(osp.abspath(__file__)), *args, 'model.resume', path])
+    return f'The last checkpoint is epoch {epoch} ({path}). To resume from it:\n  {command}'
+
+
 def cli(argv=None):
+    """The command line: the run's errors are one message on stderr and a non-zero exit code (2: the
+    configuration, 1: anything else, 130: interrupted), the traceback only with ``--debug``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = '--debug' in argv
     try:
         main(argv)
     except ConfigError as exc:
+        if debug:
+            raise
         print(f'Configuration error: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f'\nInterrupted. {resume_hint(argv)}', file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command line's one place to turn errors into messages
+        if debug:
+            raise
+        from torchreid.utils.cli import error_message
+
+        print(f'Error: {error_message(exc)}\n(run again with --debug to see the traceback)', file=sys.stderr)
+        return 1
     return 0
 
 

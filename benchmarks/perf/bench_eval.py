@@ -122,7 +122,7 @@ def engine_path(d, use_cython=True):
     from torchreid.engine import Engine, EvalOptions
 
     class GivenFeatures(Engine):
-        def extract_features(self, loader, desc=''):
+        def extract_features_from_loader(self, loader, desc=''):
             side = loader.side
             return torch.from_numpy(d[side + 'f']), d[side + '_pids'], d[side + '_actions']
 

@@ -81,8 +81,8 @@ def bench_one(model_name, mode, args, num_classes=100):
 
     engine.set_model_mode('train')
     train = timed(lambda: engine.forward_backward(batch), args.batch_size)
-    # extract_features takes a loader: here a list of batches (one per call)
-    extract = timed(lambda: engine.extract_features([batch]), args.batch_size)
+    # one batch through the engine's loader-level extraction (eval mode, inference mode, autocast as configured)
+    extract = timed(lambda: engine.extract_features_from_loader([batch]), args.batch_size)
     return train, extract, str(device)
 
 

@@ -58,7 +58,7 @@ def test_trains_evaluates_and_exports_every_target(trained, tiny_root, capsys):
     # One ranking JSON per target, named as sn-reid names them, accepted by the evaluator.
     reid = osp.join(tiny_root, 'soccernetv3', 'reid')
     gts = {'soccernetv3': osp.join(reid, 'valid', 'bbox_info.json'),
-           'soccernetv3_test': osp.join(reid, 'test', 'bbox_info.json'),
+           'soccernetv3_test': osp.join(reid, 'test', 'test_bbox_info.json'),
            'soccernetv3_challenge': osp.join(reid, 'challenge_labels', 'bbox_info.json')}
     for name in TARGETS:
         files = glob.glob(osp.join(save_dir, f'ranking_results_{name}_2*.json'))
@@ -80,7 +80,7 @@ def test_trains_evaluates_and_exports_every_target(trained, tiny_root, capsys):
     assert osp.basename(out['log_file']).startswith('train.log-')
     with open(out['log_file']) as f:
         log = f.read()
-    assert 'Final results' in log and 'agree' in log and 'DISAGREE' not in log
+    assert 'stand-alone evaluator' in log and 'agree' in log and 'DISAGREE' not in log
     assert [e for e, _ in out['checkpoints']] == [1]
     assert glob.glob(osp.join(save_dir, 'events.out.tfevents.*'))
     assert glob.glob(osp.join(save_dir, 'visrank_soccernetv3', '*.jpg')) + \
@@ -93,7 +93,8 @@ def test_final_table_printed(trained):
     for name in TARGETS:
         assert f'| {name} |' in table
     valid = out['targets']['soccernetv3']
-    assert f"{100 * valid['mAP']:.2f}" in table and f"{100 * valid['mINP']:.2f}" in table
+    assert f"{100 * valid['mAP']:.2f} | {100 * valid['evaluator']['mAP']:.2f}" in table
+    assert '| agree |' in table and 'evaluator only' in table
 
 
 def test_test_only_from_saved_weights_reproduces_numbers(trained, tiny_root, tmp_path):
@@ -156,21 +157,23 @@ def test_resume_from_missing_checkpoint_is_a_clear_error(tiny_root, tmp_path):
         load_main().main(tiny_argv(tiny_root, str(tmp_path), 'model.resume', str(tmp_path / 'nope.pth')))
 
 
-def test_a_new_ranking_step_is_a_config_key_that_reaches_the_rankings(toy_ranking_step, tiny_root, tmp_path):
+def test_a_new_ranking_step_is_a_config_key_that_reaches_the_rankings(toy_ranking_step, trained, tiny_root,
+                                                                      tmp_path):
     """tests/conftest.py's toy step, registered in one place, is a ``test.*`` key of the config and changes the
     exported rankings (here: the plain ranking reversed)."""
     from .helpers import load_default_config
 
     cfg = load_default_config().get_default_config()
     assert cfg.test.toy_farthest_first is False and cfg.test.toy_weight == 1.0
-    common = ('test.evaluate', 'True', 'test.visrank', 'False', 'data.targets', "['soccernetv3']")
+    common = ('test.evaluate', 'True', 'test.visrank', 'False', 'data.targets', "['soccernetv3']",
+              'model.load_weights', trained[0]['checkpoints'][-1][1])
     plain = load_main().main(tiny_argv(tiny_root, str(tmp_path / 'plain'), *common))
     toy = load_main().main(tiny_argv(tiny_root, str(tmp_path / 'toy'), *common, 'test.toy_farthest_first', 'True',
                                      'test.toy_weight', '3.0'))
     with open(plain['targets']['soccernetv3']['ranking_path']) as f1, \
             open(toy['targets']['soccernetv3']['ranking_path']) as f2:
         a, b = json.load(f1), json.load(f2)
-    assert a.keys() == b.keys() and all(a[q][::-1] == b[q] for q in a)  # same untrained network, same seed
+    assert a.keys() == b.keys() and all(a[q][::-1] == b[q] for q in a)  # same network, same seed
     assert toy['targets']['soccernetv3']['agree'] is True
     assert toy['targets']['soccernetv3']['mAP'] < plain['targets']['soccernetv3']['mAP']
 
@@ -193,8 +196,9 @@ def test_test_only_rebuilds_the_model_the_checkpoint_describes(trained, tiny_roo
 
 
 def test_test_only_with_a_torchreid_checkpoint_or_a_broken_description(trained, tiny_root, tmp_path):
-    """A Torchreid file (a NumPy scalar in it: the safe loader refuses it) is loaded as before into the model the
-    configuration names; a checkpoint whose model_spec is malformed is one clear error naming the file."""
+    """A Torchreid file (a NumPy scalar in it: the safe loader refuses it) is refused, naming the opt-in; with
+    --allow-unsafe-pickle it is loaded into the model the configuration names; a checkpoint whose model_spec is
+    malformed is one clear error naming the file."""
     import numpy as np
 
     from torchreid.models import CheckpointError
@@ -204,8 +208,12 @@ def test_test_only_with_a_torchreid_checkpoint_or_a_broken_description(trained, 
     ckpt = load_checkpoint(out['checkpoints'][-1][1])
     legacy = str(tmp_path / 'torchreid.pth.tar')
     torch.save({'state_dict': ckpt['state_dict'], 'epoch': 1, 'rank1': np.float64(0.5)}, legacy)
-    again = load_main().main(tiny_argv(tiny_root, str(tmp_path / 'legacy'), 'test.evaluate', 'True',
-                                       'model.load_weights', legacy, 'test.visrank', 'False'))
+    with pytest.raises(RuntimeError, match='torchreid.pth.tar'):
+        load_main().main(tiny_argv(tiny_root, str(tmp_path / 'refused'), 'test.evaluate', 'True',
+                                   'model.load_weights', legacy, 'test.visrank', 'False'))
+    again = load_main().main(['--allow-unsafe-pickle',
+                              *tiny_argv(tiny_root, str(tmp_path / 'legacy'), 'test.evaluate', 'True',
+                                         'model.load_weights', legacy, 'test.visrank', 'False')])
     assert again['targets']['soccernetv3']['mAP'] == pytest.approx(out['targets']['soccernetv3']['mAP'], abs=1e-9)
     broken = str(tmp_path / 'broken.pth.tar')
     torch.save(dict(ckpt, model_spec={'name': 'osnet_x0_25'}), broken)
