@@ -340,17 +340,23 @@ class Dataset:
                 raise ValueError(f"subset must be one of {', '.join(_MODES)}, got {subset!r}")
             info = getattr(self, f'{subset}_info')
             for i, record in enumerate(getattr(self, subset)):
-                count += 1
                 meta = info[i] if info is not None else None
                 size = (meta.width, meta.height) if hasattr(meta, 'width') and hasattr(meta, 'height') else None
-                reason = _check_image(record[0], mode, size)
-                if reason is not None:
-                    bad.append((record[0], reason))
+                for path in self.record_image_paths(record):
+                    count += 1
+                    reason = _check_image(path, mode, size)
+                    if reason is not None:
+                        bad.append((path, reason))
         if bad:
             raise UnreadableImageError(
                 f'{type(self).__name__}: {len(bad)} of {count} image(s) fail the {mode!r} check '
                 f'(every image must be a readable picture of the size its name says): {summarise_errors(bad)}')
         return count
+
+    @staticmethod
+    def record_image_paths(record: Sequence[Any]) -> Sequence[str]:
+        """The image files of one record: its image (a video dataset: every frame of its tracklet)."""
+        return (record[0],)
 
     # ----- summary -----
     def summary_rows(self) -> List[Tuple[str, Union[int, str], int, int]]:
