@@ -66,3 +66,27 @@ def test_one_instance_with_the_triplet_loss(tmp_path):
 def test_valid_values_still_pass(tmp_path):
     cfg = build(tmp_path, 'train:\n  lr: 0.1\n', ['loss.name', 'triplet', 'sampler.num_instances', '2'])
     assert cfg.train.lr == 0.1
+
+
+def test_a_rank_past_max_rank_is_reported(tmp_path):
+    """fault: test.ranks [1, 100] with the default max_rank 50 -> expected: rank 100 computed and reported."""
+    import numpy as np
+
+    from torchreid.engine import EvalOptions
+    from torchreid.metrics import build_evaluator
+    from torchreid.metrics.evaluator import FeatureSet
+
+    cfg = build(tmp_path, opts=['test.ranks', '[1, 100]'])
+    options = EvalOptions(ranks=list(cfg.test.ranks))
+    assert options.max_rank == 100
+    # 120 gallery items, the true match of the one query ranked 80th: CMC@50 = 0, CMC@100 = 1.
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(120, 8)).astype(np.float32)
+    query = np.zeros((1, 8), np.float32)
+    order = np.argsort(((gallery - query) ** 2).sum(1), kind='stable')
+    g_pids = np.arange(1, 121)
+    g_pids[order[79]] = 0
+    evaluator = build_evaluator('default', options.ranking, max_rank=options.max_rank)
+    evaluation = evaluator.evaluate(FeatureSet(query, np.array([0]), np.array([0])),
+                                    FeatureSet(gallery, g_pids, np.ones(120, dtype=int)))
+    assert evaluation.summary(options.ranks)['ranks'] == {1: 0.0, 100: 1.0}
