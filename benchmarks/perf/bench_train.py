@@ -4,7 +4,8 @@ Measures images/s of ``ImageSoftmaxEngine.forward_backward`` (forward, label-smo
 backward, Adam step) and of ``Engine.extract_features`` (inference mode) on random tensors, so data loading
 is not part of the figure. Every mode runs side by side in one process; ratios are against fp32.
 
-On a CPU without native bf16 (no AVX512-BF16 / AMX, e.g. an AVX2 machine) bf16 autocast is emulated and
+On a CPU with native bf16 (``avx512_bf16`` / ``amx_bf16``, :func:`torchreid.utils.cpu.native_bf16`; the
+header says which) bf16 autocast is faster than fp32; without it (e.g. an AVX2 machine) bf16 is emulated and
 much slower than fp32 (figures: docs/results.md): a configuration whose first call takes longer than
 ``--max-seconds`` is timed on that single call (marked ``*`` in the table) instead of a warm-up plus timed
 calls, so the default run takes about 3 minutes on a 2-core AVX2 machine; ``--modes fp32 channels_last``
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
 
 from torchreid.engine import ImageSoftmaxEngine  # noqa: E402
 from torchreid.models import build_model  # noqa: E402
+from torchreid.utils.cpu import BF16_FLAGS, cpu_flags, native_bf16  # noqa: E402
 
 MODES = {
     'fp32': dict(mixed_precision=None, channels_last=False),
@@ -60,7 +62,7 @@ def bench_one(model_name, mode, args, num_classes=100):
         ``args.warmup`` warm-up calls (the median resists the stalls of a shared machine); timing stops early
         once ``args.max_seconds`` have passed, after at least one timed call. A configuration whose first
         warm-up call alone takes longer than ``args.max_seconds`` (bf16 emulated on a CPU without native
-        bf16: 15-50x slower) is not called again: that call is the figure (``single=True``); it includes the
+        bf16: 12-50x slower) is not called again: that call is the figure (``single=True``); it includes the
         one-time costs, which are small next to such a call."""
         for i in range(args.warmup):
             t0 = time.perf_counter()
@@ -121,9 +123,11 @@ def main(argv=None):
                   file=sys.stderr, flush=True)
 
     cpu_cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, 'cpu') else 'unknown'
+    bf16 = f"yes ({'/'.join(sorted(cpu_flags() & BF16_FLAGS))})" if native_bf16() else 'no'
     print(f'\nEngine throughput on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'CPU capability {cpu_cap}), batch {args.batch_size}, {args.height}x{args.width}, {args.warmup} warm-up '
-          f'+ up to {args.iters} timed iterations (at most {args.max_seconds:g} s), random tensors\n')
+          f'CPU capability {cpu_cap}, native bf16: {bf16}), batch {args.batch_size}, {args.height}x{args.width}, '
+          f'{args.warmup} warm-up + up to {args.iters} timed iterations (at most {args.max_seconds:g} s), '
+          'random tensors\n')
     print('| model | mode | train img/s | vs fp32 | extract img/s | vs fp32 |')
     print('|---|---|---:|---:|---:|---:|')
     for model_name, mode, tr, tr_single, trr, ex, ex_single, exr in rows:
