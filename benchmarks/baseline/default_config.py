@@ -47,7 +47,8 @@ __all__ = [
     'ConfigError', 'get_default_config', 'merge_from_file', 'merge_from_list', 'check_cfg', 'check_registered_names',
     'ranking_options', 'apply_checkpoint_description',
     'imagedata_kwargs', 'videodata_kwargs', 'optimizer_kwargs', 'lr_scheduler_kwargs', 'engine_run_kwargs',
-    'model_kwargs', 'engine_kwargs', 'SAMPLERS', 'LOSSES', 'DIST_METRICS', 'OPTIMIZERS',
+    'model_kwargs', 'engine_kwargs', 'metric_engine_kwargs', 'margin_classifier_kwargs', 'resolve_normalization',
+    'SAMPLERS', 'LOSSES', 'DIST_METRICS', 'OPTIMIZERS',
     'LR_SCHEDULERS', 'EVAL_METRICS', 'SYNTHETIC_PRESETS', 'CHECKPOINT_METRICS', 'PRECISIONS',
 ]
 
@@ -55,12 +56,14 @@ __all__ = [
 # The library's own lists where it has them, so the config cannot drift from what the library accepts.
 SAMPLERS = AVAILABLE_SAMPLERS
 EPOCH_LENGTHS = SAMPLER_EPOCH_LENGTHS
-LOSSES = SUPPORTED_LOSSES
+#: loss.name: the model's losses, and 'metric' (ImageMetricEngine: loss.metric.*; the model returns features)
+LOSSES = (*SUPPORTED_LOSSES, 'metric')
+ENSEMBLE_MODES = ('concat', 'mean')
 OPTIMIZERS = AVAILABLE_OPTIMIZERS
 LR_SCHEDULERS = AVAILABLE_LR_SCHEDULERS
 SYNTHETIC_PRESETS = ('', *PRESETS)
 CHECKPOINT_METRICS = (*_LIB_CHECKPOINT_METRICS, 'rank-1')
-PRECISIONS = ('', 'fp16', 'bf16')
+PRECISIONS = ('', 'auto', 'fp16', 'bf16')
 DATA_TYPES = ('image', 'video')
 #: The largest train.lr accepted: ReID recipes use 1e-5 .. 0.1; a larger value is a typo (an exponent lost).
 MAX_LR = 10.0
@@ -84,6 +87,15 @@ def get_default_config():
     # ours: read weight files that need full unpickling (legacy Torchreid checkpoints). Unpickling can run code
     # from the file: only for files you trust (or convert them once: scripts/convert_weights.py).
     cfg.model.allow_unsafe_pickle = False
+    # ours, transformers (timm/... models): input size of a ViT as [height, width] ([]: the model's own; set it
+    # to [data.height, data.width] for non-square inputs), and gradient checkpointing (memory for compute)
+    cfg.model.img_size = []
+    cfg.model.grad_checkpointing = False
+    # ours, test only: evaluate (and export) an ensemble of self-describing checkpoints at once, possibly of
+    # different architectures, input sizes and normalisations: each member's features are L2-normalised, then
+    # concatenated ('concat') or averaged ('mean', same dimension); the data follow the first member
+    cfg.model.ensemble = []
+    cfg.model.ensemble_mode = 'concat'
 
     # --- data
     cfg.data = CN()
@@ -98,6 +110,8 @@ def get_default_config():
     cfg.data.combineall = False
     cfg.data.transforms = ['random_flip']
     cfg.data.k_tfm = 1
+    # ours: both empty ([]) = 'auto': the normalisation the model's pretrained weights expect (a timm model's
+    # pretrained config, e.g. CLIP's; ImageNet's for the others); the checkpoint records what was used
     cfg.data.norm_mean = [0.485, 0.456, 0.406]
     cfg.data.norm_std = [0.229, 0.224, 0.225]
     cfg.data.save_dir = 'log'
@@ -146,6 +160,8 @@ def get_default_config():
     cfg.train.weight_decay = 5e-4
     cfg.train.max_epoch = 60
     cfg.train.start_epoch = 0
+    # images per batch and per process: under torchrun the global batch is batch_size x the number of processes
+    # (the log states both; scale train.lr with it if the recipe asks for the single-process global batch)
     cfg.train.batch_size = 32
     cfg.train.fixbase_epoch = 0
     cfg.train.open_layers = ['classifier']
@@ -165,9 +181,27 @@ def get_default_config():
     cfg.train.warmup_factor = 0.1
     cfg.train.min_lr = 0.0  # floor of the cosine schedule
     cfg.train.cosine_delay_epochs = 0  # cosine: epochs at the full lr after the warm-up, before the decay
-    cfg.train.mixed_precision = ''  # '' (fp32), 'fp16' (CUDA, with gradient scaling) or 'bf16' (autocast)
+    # '' (fp32), 'fp16' (CUDA, with gradient scaling), 'bf16' (autocast), or 'auto': bf16 where the device runs it
+    # natively (CPU with AVX512-BF16/AMX, CUDA with bf16 support), else fp32
+    cfg.train.mixed_precision = ''
     cfg.train.channels_last = False
     cfg.train.grad_clip = 0.0  # max gradient L2 norm; 0 = off
+    # ours, transformer fine-tuning: layer-wise lr decay (0 = off; e.g. 0.65 for ViT-B: each block below the head
+    # trains at that factor of the one above it; implies no_decay_norm_bias), and no weight decay on norms,
+    # biases, position embeddings and tokens
+    cfg.train.layer_decay = 0.0
+    cfg.train.no_decay_norm_bias = False
+    # ours: exponential moving average of the weights (0 = off; e.g. 0.9998), updated after each optimizer step,
+    # its decay warmed up over ema_warmup_updates steps; tests and exports use the averaged weights and the
+    # checkpoints hold it (a test-only run and FeatureExtractor.from_checkpoint load the averaged weights)
+    cfg.train.ema_decay = 0.0
+    cfg.train.ema_warmup_updates = 2000
+    # ours, data-parallel runs (torchrun; docs/distributed.md)
+    cfg.train.sync_bn = False  # BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)
+    cfg.train.grad_accum_steps = 1  # batches whose gradients are summed before each optimizer step
+    # resume from the newest checkpoint of data.save_dir (or the newest of its numbered siblings) when there is
+    # one; a torchrun elastic restart (--max-restarts) always does
+    cfg.train.auto_resume = False
     # 'mAP' | 'rank1' | 'mINP' of the first labelled target -> model-best.pth.tar
     cfg.train.checkpoint_metric = TrainOptions.checkpoint_metric
     cfg.train.save_freq = TrainOptions.save_freq  # write a checkpoint every N epochs (and always after the last)
@@ -187,7 +221,7 @@ def get_default_config():
 
     # --- loss
     cfg.loss = CN()
-    cfg.loss.name = 'softmax'
+    cfg.loss.name = 'softmax'  # 'softmax' | 'triplet' (sn-reid's meanings) | 'metric' (ours: loss.metric.* below)
     cfg.loss.softmax = CN()
     cfg.loss.softmax.label_smooth = True
     cfg.loss.triplet = CN()
@@ -195,6 +229,29 @@ def get_default_config():
     cfg.loss.triplet.weight_t = 1.0
     cfg.loss.triplet.weight_x = 0.0
     cfg.loss.triplet.action_aware = False  # ours: positives/negatives only within the anchor's action
+    # ours: loss.name 'metric' trains any weighted sum of metric losses on the features (ImageMetricEngine):
+    #   loss = sum_i weights[i] * losses[i] + weight_x * identity cross entropy
+    # losses: 'infonce' / 'supcon' (in-batch supervised contrastive), 'triplet' (batch-hard, margin
+    # loss.triplet.margin), 'centroid', 'circle'; weights: one per loss ([]: 1 each). With action_aware every
+    # loss sees the batch's actions (camid): identities of other actions are neither positives nor negatives.
+    cfg.loss.metric = CN()
+    cfg.loss.metric.losses = ['infonce']
+    cfg.loss.metric.weights = []
+    cfg.loss.metric.weight_x = 0.0
+    cfg.loss.metric.action_aware = True
+    cfg.loss.metric.temperature = 0.07  # infonce / supcon: softmax temperature (the scale is 1 / temperature)
+    cfg.loss.metric.learnable_scale = False  # infonce / supcon: learn the scale (CLIP's logit scale)
+    cfg.loss.metric.label_smoothing = 0.0  # infonce / supcon
+    cfg.loss.metric.centroid_mode = 'centroid'  # or 'triplet_centroid' (margin loss.triplet.margin)
+    cfg.loss.metric.circle_margin = 0.25
+    cfg.loss.metric.circle_gamma = 128.0
+    # ours, loss.name 'metric': the identity classifier: the model's 'linear' layer, or a 'cosface' / 'arcface'
+    # margin head in its place (scale and margin; 0 = the head's default: 64 and 0.35 / 0.5)
+    cfg.loss.classifier = 'linear'
+    cfg.loss.classifier_scale = 0.0
+    cfg.loss.classifier_margin = 0.0
+    # ours, data-parallel runs: the triplet loss mines over the embeddings of every process's batch
+    cfg.loss.gather_embeddings = False
 
     # --- test (the ranking options and their defaults come from the library: torchreid.metrics.RankingOptions)
     eval_defaults = EvalOptions.defaults()
@@ -212,6 +269,9 @@ def get_default_config():
     for key, value in RankingOptions.flat_defaults().items():
         cfg.test[key] = value
     cfg.test.visrank_max_queries = 100  # ranked-result pictures drawn per target
+    # ours: flip test-time averaging: the features of each image and of its mirror, averaged (before the
+    # normalisation of test.normalize_feature)
+    cfg.test.flip_test = eval_defaults['flip_test']
 
     # --- ours: where to run ('auto' = CUDA when available, else CPU)
     cfg.device = 'auto'
@@ -392,7 +452,7 @@ def check_cfg(cfg):
     _checked_by(EvalOptions, EVAL_OPTION_KEYS, _library_values(cfg, EVAL_OPTION_KEYS))
     _one_of('data.synthetic_preset', cfg.data.synthetic_preset, SYNTHETIC_PRESETS)
     for key in ('data.height', 'data.width', 'data.k_tfm', 'train.batch_size', 'test.batch_size',
-                'sampler.num_instances', 'sampler.num_cams', 'sampler.num_datasets'):
+                'sampler.num_instances', 'sampler.num_cams', 'sampler.num_datasets', 'train.grad_accum_steps'):
         _positive(key, _value(cfg, key))
     for key in ('data.workers', 'train.warmup_epochs', 'train.cosine_delay_epochs', 'train.weight_decay',
                 'train.grad_clip', 'train.min_lr', 'loss.triplet.margin', 'loss.triplet.weight_t',
@@ -416,8 +476,8 @@ def check_cfg(cfg):
         )
     if not 0.0 < cfg.train.warmup_factor <= 1.0:
         raise ConfigError(f'train.warmup_factor must be in (0, 1]; got {cfg.train.warmup_factor}')
-    if len(cfg.data.norm_mean) != 3 or len(cfg.data.norm_std) != 3:
-        raise ConfigError('data.norm_mean and data.norm_std must have 3 values (RGB)')
+    if (cfg.data.norm_mean or cfg.data.norm_std) and (len(cfg.data.norm_mean) != 3 or len(cfg.data.norm_std) != 3):
+        raise ConfigError("data.norm_mean and data.norm_std must have 3 values (RGB), or both be empty ('auto')")
     if any(s <= 0 for s in cfg.data.norm_std):
         raise ConfigError(f'data.norm_std must be positive; got {list(cfg.data.norm_std)}')
     _one_of('sampler.train_sampler', cfg.sampler.train_sampler, SAMPLERS)
@@ -460,6 +520,84 @@ def check_cfg(cfg):
         raise ConfigError('loss.triplet.weight_t and loss.triplet.weight_x cannot both be 0')
     if cfg.loss.triplet.action_aware and cfg.loss.name != 'triplet':
         raise ConfigError("loss.triplet.action_aware needs loss.name 'triplet'")
+    _check_sota_keys(cfg)
+    return cfg
+
+
+def _check_sota_keys(cfg):
+    """The keys of the metric losses, margin heads, EMA, layer decay, ViT input and ensembles."""
+    from torchreid.engine.metric import MARGIN_CLASSIFIERS, METRIC_LOSSES
+    from torchreid.losses import CENTROID_MODES
+
+    if bool(cfg.data.norm_mean) != bool(cfg.data.norm_std):  # both empty: 'auto' (resolve_normalization)
+        raise ConfigError('data.norm_mean and data.norm_std: set both (3 values each) or leave both empty '
+                          "([]: 'auto', the model's pretrained normalisation)")
+    metric = cfg.loss.metric
+    if cfg.loss.name == 'metric' and cfg.data.type == 'video':
+        raise ConfigError("loss.name 'metric' trains image models (data.type 'image')")
+    if cfg.loss.name == 'metric':
+        if not metric.losses:
+            raise ConfigError(f'loss.metric.losses must name at least one loss of {", ".join(METRIC_LOSSES)}')
+        for name in metric.losses:
+            _one_of('loss.metric.losses[]', name, METRIC_LOSSES)
+        if len(set(metric.losses)) != len(metric.losses):
+            raise ConfigError(f'loss.metric.losses lists a loss twice: {list(metric.losses)}')
+        if metric.weights and len(metric.weights) != len(metric.losses):
+            raise ConfigError(f'loss.metric.weights has {len(metric.weights)} values for {len(metric.losses)} '
+                              f'losses {list(metric.losses)} (one weight per loss, or [] for 1 each)')
+        if any(w < 0 for w in metric.weights) or metric.weight_x < 0:
+            raise ConfigError('loss.metric.weights and loss.metric.weight_x must be >= 0')
+        if sum(metric.weights or [1.0]) + metric.weight_x <= 0:
+            raise ConfigError('loss.metric.weights and loss.metric.weight_x are all 0: nothing to train')
+        if cfg.sampler.num_instances < 2 and cfg.sampler.train_sampler in ('RandomIdentitySampler',
+                                                                          'RandomActionSampler',
+                                                                          'RandomActionGameSampler'):
+            raise ConfigError('sampler.num_instances must be at least 2 with loss.name metric (a positive pair '
+                              f'per identity); got {cfg.sampler.num_instances}')
+    _positive('loss.metric.temperature', metric.temperature)
+    _one_of('loss.metric.centroid_mode', metric.centroid_mode, CENTROID_MODES)
+    _one_of('loss.classifier', cfg.loss.classifier, MARGIN_CLASSIFIERS)
+    if cfg.loss.classifier != 'linear' and (cfg.loss.name != 'metric' or metric.weight_x <= 0):
+        raise ConfigError(f"loss.classifier {cfg.loss.classifier!r} needs loss.name 'metric' and "
+                          'loss.metric.weight_x > 0 (the margin head is trained by the identity loss)')
+    _positive('loss.classifier_scale', cfg.loss.classifier_scale, allow_zero=True)
+    if not 0.0 <= cfg.loss.classifier_margin < 1.0:
+        raise ConfigError(f'loss.classifier_margin must be in [0, 1); got {cfg.loss.classifier_margin}')
+    if cfg.train.layer_decay and not 0.0 < cfg.train.layer_decay <= 1.0:
+        raise ConfigError(f'train.layer_decay must be 0 (off) or in (0, 1]; got {cfg.train.layer_decay}')
+    if cfg.train.layer_decay and cfg.train.staged_lr:
+        raise ConfigError('train.layer_decay and train.staged_lr both set the lr of the pretrained layers: use one')
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f'train.ema_decay must be in [0, 1) (0: off); got {cfg.train.ema_decay}')
+    _positive('train.ema_warmup_updates', cfg.train.ema_warmup_updates, allow_zero=True)
+    if cfg.model.img_size and (len(cfg.model.img_size) != 2 or any(int(v) < 1 for v in cfg.model.img_size)):
+        raise ConfigError(f'model.img_size must be [] or [height, width]; got {list(cfg.model.img_size)}')
+    _one_of('model.ensemble_mode', cfg.model.ensemble_mode, ENSEMBLE_MODES)
+    if cfg.model.ensemble:
+        if not cfg.test.evaluate:
+            raise ConfigError('model.ensemble is for test-only runs (test.evaluate True): train each member '
+                              'on its own, then evaluate them together')
+        if cfg.model.load_weights or cfg.model.resume:
+            raise ConfigError('model.ensemble names the weights to test: leave model.load_weights and '
+                              'model.resume empty')
+        missing = [p for p in cfg.model.ensemble if not osp.isfile(p)]
+        if missing:
+            raise ConfigError(f'model.ensemble: no such file(s) {missing}')
+
+
+def resolve_normalization(cfg):
+    """Fill in ``data.norm_mean`` / ``data.norm_std`` (in place) when both are empty ('auto'): the
+    normalisation of a timm model's pretrained config (CLIP's for CLIP towers), ImageNet's otherwise."""
+    if cfg.data.norm_mean or cfg.data.norm_std:
+        return cfg
+    from torchreid.models.timm_backbone import timm_normalization
+
+    norm = timm_normalization(cfg.model.name) or {'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    cfg.data.norm_mean, cfg.data.norm_std = list(norm['mean']), list(norm['std'])
+    if frozen:
+        cfg.freeze()
     return cfg
 
 
@@ -497,7 +635,7 @@ TRAIN_OPTION_KEYS = {
 EVAL_OPTION_KEYS = {
     'ranks': 'test.ranks', 'visrank': 'test.visrank', 'visrank_topk': 'test.visrank_topk',
     'visrank_max_queries': 'test.visrank_max_queries', 'export_ranking_results': 'test.export_ranking_results',
-    'use_metric_cuhk03': 'cuhk03.use_metric_cuhk03',
+    'use_metric_cuhk03': 'cuhk03.use_metric_cuhk03', 'flip_test': 'test.flip_test',
 }
 
 
@@ -576,7 +714,8 @@ def apply_checkpoint_description(cfg, checkpoint, source=''):
 # ----------------------------------------------------------------------------------------------------------
 # Config -> library keyword arguments
 
-def imagedata_kwargs(cfg):
+def _data_kwargs(cfg):
+    """The keyword arguments ImageDataManager and VideoDataManager share (Torchreid's names)."""
     return {
         'root': cfg.data.root,
         'sources': list(cfg.data.sources),
@@ -584,27 +723,33 @@ def imagedata_kwargs(cfg):
         'height': cfg.data.height,
         'width': cfg.data.width,
         'transforms': list(cfg.data.transforms),
-        'k_tfm': cfg.data.k_tfm,
         'norm_mean': list(cfg.data.norm_mean),
         'norm_std': list(cfg.data.norm_std),
         'device': cfg.device,
         'split_id': cfg.data.split_id,
         'combineall': cfg.data.combineall,
-        'load_train_targets': cfg.data.load_train_targets,
         'batch_size_train': cfg.train.batch_size,
         'batch_size_test': cfg.test.batch_size,
         'workers': cfg.data.workers,
         'num_instances': cfg.sampler.num_instances,
-        'num_pids_per_action': cfg.sampler.num_pids_per_action or None,
         'num_cams': cfg.sampler.num_cams,
         'num_datasets': cfg.sampler.num_datasets,
         'train_sampler': cfg.sampler.train_sampler,
+        'seed': cfg.train.seed,
+    }
+
+
+def imagedata_kwargs(cfg):
+    return {
+        **_data_kwargs(cfg),
+        'k_tfm': cfg.data.k_tfm,
+        'load_train_targets': cfg.data.load_train_targets,
+        'num_pids_per_action': cfg.sampler.num_pids_per_action or None,
         'train_sampler_t': cfg.sampler.train_sampler_t,
         'cuhk03_labeled': cfg.cuhk03.labeled_images,
         'cuhk03_classic_split': cfg.cuhk03.classic_split,
         'market1501_500k': cfg.market1501.use_500k_distractors,
         'soccernetv3_training_subset': cfg.soccernetv3.training_subset,
-        'seed': cfg.train.seed,
         'epoch_length': cfg.sampler.epoch_length,
         'check_ground_truth': cfg.data.check_ground_truth,
         'verify_images': cfg.data.verify_images,
@@ -613,27 +758,9 @@ def imagedata_kwargs(cfg):
 
 def videodata_kwargs(cfg):
     return {
-        'root': cfg.data.root,
-        'sources': list(cfg.data.sources),
-        'targets': list(cfg.data.targets),
-        'height': cfg.data.height,
-        'width': cfg.data.width,
-        'transforms': list(cfg.data.transforms),
-        'norm_mean': list(cfg.data.norm_mean),
-        'norm_std': list(cfg.data.norm_std),
-        'device': cfg.device,
-        'split_id': cfg.data.split_id,
-        'combineall': cfg.data.combineall,
-        'batch_size_train': cfg.train.batch_size,
-        'batch_size_test': cfg.test.batch_size,
-        'workers': cfg.data.workers,
-        'num_instances': cfg.sampler.num_instances,
-        'num_cams': cfg.sampler.num_cams,
-        'num_datasets': cfg.sampler.num_datasets,
-        'train_sampler': cfg.sampler.train_sampler,
+        **_data_kwargs(cfg),
         'seq_len': cfg.video.seq_len,
         'sample_method': cfg.video.sample_method,
-        'seed': cfg.train.seed,
     }
 
 
@@ -648,6 +775,12 @@ def model_kwargs(cfg, num_classes):
         kwargs['bnneck'] = True
     if cfg.model.allow_unsafe_pickle:  # idem: only factories that read local weight files know it
         kwargs['allow_unsafe_pickle'] = True
+    if cfg.loss.name == 'metric':  # the model returns (logits, features) in training
+        kwargs['loss'] = 'triplet'
+    if cfg.model.img_size:  # timm ViTs (idem: only passed when set)
+        kwargs['img_size'] = tuple(int(v) for v in cfg.model.img_size)
+    if cfg.model.grad_checkpointing:
+        kwargs['grad_checkpointing'] = True
     return kwargs
 
 
@@ -665,6 +798,8 @@ def optimizer_kwargs(cfg):
         'staged_lr': cfg.train.staged_lr,
         'new_layers': list(cfg.train.new_layers),
         'base_lr_mult': cfg.train.base_lr_mult,
+        'layer_decay': cfg.train.layer_decay or None,
+        'no_decay_norm_bias': cfg.train.no_decay_norm_bias,
     }
 
 
@@ -689,11 +824,38 @@ def engine_kwargs(cfg):
         'mixed_precision': cfg.train.mixed_precision or None,
         'channels_last': cfg.train.channels_last,
         'grad_clip': cfg.train.grad_clip or None,
+        'sync_bn': cfg.train.sync_bn,
+        'grad_accum_steps': cfg.train.grad_accum_steps,
+        'gather_embeddings': cfg.loss.gather_embeddings,
     }
+    if cfg.loss.name == 'metric':
+        kwargs.update(metric_engine_kwargs(cfg))
     if cfg.loss.name == 'triplet':
         kwargs.update(margin=cfg.loss.triplet.margin, weight_t=cfg.loss.triplet.weight_t,
                       weight_x=cfg.loss.triplet.weight_x, action_aware=cfg.loss.triplet.action_aware)
     return kwargs
+
+
+def metric_engine_kwargs(cfg):
+    """``ImageMetricEngine`` keywords of ``loss.metric.*``: each loss gets the options it takes."""
+    metric = cfg.loss.metric
+    per_loss = {
+        'triplet': {'margin': cfg.loss.triplet.margin},
+        'supcon': {'temperature': metric.temperature, 'learnable_scale': metric.learnable_scale,
+                   'label_smoothing': metric.label_smoothing},
+        'centroid': {'mode': metric.centroid_mode, 'margin': cfg.loss.triplet.margin},
+        'circle': {'margin': metric.circle_margin, 'gamma': metric.circle_gamma},
+    }
+    per_loss['infonce'] = per_loss['supcon']
+    return {'metric_losses': list(metric.losses), 'metric_weights': list(metric.weights) or None,
+            'metric_options': {name: per_loss[name] for name in metric.losses}, 'weight_x': metric.weight_x,
+            'action_aware': metric.action_aware}
+
+
+def margin_classifier_kwargs(cfg):
+    """``use_margin_classifier`` keywords of ``loss.classifier*`` (0 = the head's default)."""
+    return {'kind': cfg.loss.classifier, 'scale': cfg.loss.classifier_scale or None,
+            'margin': cfg.loss.classifier_margin or None}
 
 
 def engine_run_kwargs(cfg):

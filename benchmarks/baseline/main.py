@@ -34,8 +34,9 @@ if osp.isdir(osp.join(_REPO, 'torchreid')) and _REPO not in sys.path:  # run fro
 
 from default_config import (ConfigError, apply_checkpoint_description, check_cfg,  # noqa: E402
                             check_registered_names, engine_kwargs, engine_run_kwargs, get_default_config,
-                            imagedata_kwargs, lr_scheduler_kwargs, merge_from_file, merge_from_list, model_kwargs,
-                            optimizer_kwargs, videodata_kwargs)
+                            imagedata_kwargs, lr_scheduler_kwargs, margin_classifier_kwargs, merge_from_file,
+                            merge_from_list, model_kwargs, optimizer_kwargs, resolve_normalization,
+                            videodata_kwargs)
 
 logger = logging.getLogger('torchreid.baseline')
 
@@ -96,6 +97,7 @@ def build_config(args):
     expand_paths(cfg)
     check_cfg(cfg)
     check_registered_names(cfg)
+    resolve_normalization(cfg)  # data.norm_mean / norm_std [] = 'auto': the model's pretrained normalisation
     cfg.freeze()
     return cfg
 
@@ -159,6 +161,31 @@ def choose_save_dir(cfg):
                  f'model.resume, or replace it with train.overwrite True)')
 
 
+def auto_resume_checkpoint(cfg, restarted=False):
+    """``train.auto_resume True`` or a torchrun elastic restart (``restarted``): ``(save_dir, checkpoint)`` of
+    the newest epoch checkpoint among ``data.save_dir`` and its numbered siblings (``<save_dir>-2``, ...: the
+    folder an earlier attempt of this run chose), or None (nothing to resume: a fresh run). Never for test-only
+    runs or with ``model.resume`` set."""
+    if cfg.test.evaluate or cfg.model.resume or not (cfg.train.auto_resume or restarted):
+        return None
+    from torchreid.utils import list_checkpoints
+
+    base = cfg.data.save_dir.rstrip('/\\')
+    folders, n = [cfg.data.save_dir], 2
+    while osp.isdir(f'{base}-{n}'):
+        folders.append(f'{base}-{n}')
+        n += 1
+    found = []
+    for folder in folders:
+        checkpoints = list_checkpoints(osp.join(folder, 'model'))
+        if checkpoints:
+            found.append((osp.getmtime(checkpoints[-1][1]), folder, checkpoints[-1][1]))
+    if not found:
+        return None
+    _, folder, path = max(found)
+    return folder, path
+
+
 def non_default_settings(cfg):
     """``[(key, value)]`` of the settings that differ from the defaults, in the config's order."""
     defaults = get_default_config()
@@ -214,6 +241,10 @@ def build_engine(cfg, datamanager, model, optimizer, scheduler):
         kwargs.pop('action_aware', None)  # one action per image: not defined for tracklets
         engine_class = (torchreid.engine.VideoSoftmaxEngine if cfg.loss.name == 'softmax'
                         else torchreid.engine.VideoTripletEngine)
+    elif cfg.loss.name == 'metric':
+        from torchreid.engine.metric import ImageMetricEngine
+
+        engine_class = ImageMetricEngine
     else:
         engine_class = (torchreid.engine.ImageSoftmaxEngine if cfg.loss.name == 'softmax'
                         else torchreid.engine.ImageTripletEngine)
@@ -296,7 +327,7 @@ class WeightsNotLoadedError(RuntimeError):
 def check_weights_to_test(cfg):
     """Refuse a test-only run without weights to test (it would score a random network), unless the ImageNet
     weights are what the user wants scored (``model.pretrained True``: said loudly)."""
-    if not cfg.test.evaluate or cfg.model.load_weights or cfg.model.resume:
+    if not cfg.test.evaluate or cfg.model.load_weights or cfg.model.resume or cfg.model.ensemble:
         return
     if not cfg.model.pretrained:
         raise WeightsNotLoadedError(
@@ -355,36 +386,77 @@ def main(argv=None):
     """
     args = build_parser().parse_args(argv)
     cfg = build_config(args)
-    save_dir, save_dir_note = choose_save_dir(cfg)
-    if save_dir != cfg.data.save_dir:
-        cfg.defrost()
-        cfg.data.save_dir = save_dir
-        cfg.freeze()
 
+    from torchreid.utils import distributed as tdist
+
+    # Under torchrun (WORLD_SIZE > 1) join the process group: one process per GPU (NCCL) or CPU worker (gloo).
+    joined_here, device = tdist.init_distributed(cfg.device)
+    try:
+        if tdist.is_distributed():
+            cfg.defrost()
+            cfg.device = str(device)
+            cfg.freeze()
+        decision = None
+        if tdist.is_main_process():  # rank 0 decides the folder (and what to resume); every rank follows
+            resumed = auto_resume_checkpoint(cfg, restarted=tdist.elastic_restart_count() > 0)
+            if resumed is not None:
+                cfg.defrost()
+                cfg.data.save_dir, cfg.model.resume = resumed
+                cfg.freeze()
+            decision = (cfg.data.save_dir, cfg.model.resume, choose_save_dir(cfg), resumed)
+        saved_in, resume_from, (save_dir, save_dir_note), resumed = tdist.broadcast_object(decision)
+        cfg.defrost()
+        cfg.data.save_dir, cfg.model.resume = saved_in, resume_from
+        if save_dir != cfg.data.save_dir:
+            cfg.data.save_dir = save_dir
+        cfg.freeze()
+        return _run(cfg, save_dir_note, resumed)
+    finally:
+        if joined_here:
+            tdist.destroy_distributed()
+
+
+def _run(cfg, save_dir_note, resumed):
+    """The run of :func:`main` once the configuration, the folder and the process group are settled."""
     import torch
     import torchreid
     from torchreid.utils import (count_num_param, list_checkpoints, load_pretrained_weights, remove_logging,
                                  set_random_seed, setup_logging)
+    from torchreid.utils import distributed as tdist
 
+    main_rank = tdist.is_main_process()  # only rank 0 writes the log and the configuration
     t_start = time.time()
     stamp = datetime.datetime.now().strftime('%Y-%m-%d-%H-%M-%S')
     log_name = ('test.log-' if cfg.test.evaluate else 'train.log-') + stamp
     lib_logger = logging.getLogger('torchreid')
-    file_handler = setup_logging(cfg.data.save_dir, log_name)
+    file_handler = setup_logging(cfg.data.save_dir, log_name) if main_rank else None
     console = _console_handler()
-    lib_logger.addHandler(console)
+    if main_rank:
+        lib_logger.addHandler(console)
     threads_before = torch.get_num_threads()
     try:
         if save_dir_note:
             logger.warning(save_dir_note)
+        if resumed is not None:
+            logger.info('Resuming this run automatically (train.auto_resume or a torchrun restart) from %s',
+                        resumed[1])
         settings = non_default_settings(cfg)
         logger.info('Configuration (%d settings differ from the defaults; all of them are in %s):\n%s',
-                    len(settings), write_config(cfg, cfg.data.save_dir),
+                    len(settings), write_config(cfg, cfg.data.save_dir) if main_rank else '-',
                     '\n'.join(f'  {key}: {value!r}' for key, value in settings) or '  (none)')
         torch.set_num_threads(compute_threads(cfg))
         check_weights_to_test(cfg)
-        prepare_synthetic_data(cfg)
+        if main_rank:
+            prepare_synthetic_data(cfg)
+        tdist.barrier()  # rank 0 has generated the data the others read
         weights_path, checkpoint = tested_checkpoint(cfg)
+        ensemble = None
+        if cfg.model.ensemble:
+            # Test only, several checkpoints at once: the data are prepared as the first member's.
+            from torchreid.engine.ensemble import build_ensemble_from_checkpoints
+
+            ensemble, checkpoint = build_ensemble_from_checkpoints(list(cfg.model.ensemble), cfg.model.ensemble_mode)
+            weights_path = cfg.model.ensemble[0]
         if checkpoint is not None:
             # Test only: the checkpoint says which model it holds and how its inputs were prepared.
             cfg, overridden = apply_checkpoint_description(cfg, checkpoint, source=weights_path)
@@ -401,10 +473,17 @@ def main(argv=None):
             datamanager = torchreid.data.ImageDataManager(**imagedata_kwargs(cfg))
         _check_eval_metric_compat(cfg, datamanager)
 
-        if checkpoint is not None:
+        if ensemble is not None:
+            logger.info('Evaluating an ensemble of %d checkpoints (features L2-normalised, %s)', len(ensemble.members),
+                        'concatenated' if cfg.model.ensemble_mode == 'concat' else 'averaged')
+            model = ensemble
+        elif checkpoint is not None:
+            from torchreid.optim.ema import evaluation_checkpoint
+
             logger.info('Rebuilding the model recorded in %s: %s %s', weights_path, checkpoint['model_spec']['name'],
                         checkpoint['model_spec']['kwargs'])
-            model = torchreid.models.build_model_from_checkpoint(checkpoint, source=weights_path)
+            model = torchreid.models.build_model_from_checkpoint(evaluation_checkpoint(checkpoint),
+                                                                 source=weights_path)
         else:
             logger.info('Building model: %s', cfg.model.name)
             model = torchreid.models.build_model(**model_kwargs(cfg, datamanager.num_train_pids))
@@ -416,11 +495,17 @@ def main(argv=None):
                         f'model.load_weights {cfg.model.load_weights}: the file does not hold the weights of '
                         f'{cfg.model.name} ({report}); testing it would score a partly random network. Check '
                         f'model.name (and the architecture keys) against the model the file was trained with.')
+            if cfg.loss.classifier != 'linear':  # a CosFace / ArcFace head, before the optimizer sees the model
+                from torchreid.engine.metric import use_margin_classifier
+
+                use_margin_classifier(model, num_classes=datamanager.num_train_pids, **margin_classifier_kwargs(cfg))
         logger.info('Model size: %.3f M parameters', count_num_param(model) / 1e6)
         optimizer = torchreid.optim.build_optimizer(model, **optimizer_kwargs(cfg))
         scheduler = torchreid.optim.build_lr_scheduler(optimizer, **lr_scheduler_kwargs(cfg))
         engine = build_engine(cfg, datamanager, model, optimizer, scheduler)
         logger.info('Building %s (device %s)', type(engine).__name__, engine.device)
+        if cfg.train.ema_decay and not cfg.test.evaluate:  # before a resume, which restores it
+            engine.use_ema(cfg.train.ema_decay, cfg.train.ema_warmup_updates)
 
         run_kwargs = engine_run_kwargs(cfg)
         start_epoch = cfg.train.start_epoch
@@ -434,7 +519,8 @@ def main(argv=None):
         if results is None:
             results = {}
         results = {name: dict(res) for name, res in results.items()}
-        score_exported_rankings(results, _targets_ground_truth(datamanager))
+        if main_rank:
+            score_exported_rankings(results, _targets_ground_truth(datamanager))
 
         if any(res.get('evaluator') for res in results.values()):
             logger.info('Exported rankings scored again by the stand-alone evaluator (%s)\n%s',
@@ -447,7 +533,7 @@ def main(argv=None):
         return {
             'targets': results,
             'save_dir': cfg.data.save_dir,
-            'log_file': file_handler.baseFilename,
+            'log_file': file_handler.baseFilename if file_handler is not None else None,
             'checkpoints': list_checkpoints(osp.join(cfg.data.save_dir, 'model')),
             'start_epoch': start_epoch,
             'max_epoch': cfg.train.max_epoch,

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ['DataManager', 'ImageDataManager', 'VideoDataManager', 'worker_init_fn']
 
-_ID_SAMPLERS = ('RandomIdentitySampler', 'RandomActionSampler')
+_ID_SAMPLERS = ('RandomIdentitySampler', 'RandomActionSampler', 'RandomActionGameSampler')
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -27,6 +27,7 @@ from torchreid.utils.checkpoint import (CHECKPOINT_PREFIX, ensure_best_checkpoin
                                         prune_checkpoints, restore_checkpoint_state, save_checkpoint,
                                         write_best_checkpoint)
 from torchreid.utils.io import remove_stale_temp_files
+from torchreid.utils.distributed import broadcast_object
 from torchreid.utils.model_utils import unwrap_model
 from torchreid.utils.tools import get_rng_state
 
@@ -61,15 +62,18 @@ class Checkpointer:
         save_dir: run folder; model ``name`` goes to ``<save_dir>/<name>/``.
         keep_last: keep the newest N epoch checkpoints of each model (None: all).
         description: ``{model name: what the checkpoints of that model record about it}`` (:meth:`describe`).
+        writes: False on the ranks of a data-parallel run other than 0: every method that writes or deletes
+            files does nothing there (rank 0 holds the same weights and writes them once).
     """
 
     def __init__(self, save_dir: str, keep_last: Optional[int] = 3,
-                 description: Optional[Mapping[str, Mapping[str, Any]]] = None):
+                 description: Optional[Mapping[str, Mapping[str, Any]]] = None, writes: bool = True):
         if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
             raise ValueError(f'Checkpointer: keep_last must be a positive int or None, got {keep_last!r}')
         self.save_dir = save_dir
         self.keep_last = keep_last
         self.description = {name: dict(desc) for name, desc in (description or {}).items()}
+        self.writes = bool(writes)
 
     @staticmethod
     def describe(model: nn.Module, input_size: Optional[Sequence[int]] = None,
@@ -103,6 +107,8 @@ class Checkpointer:
         of this moment. ``retain=False`` for a provisional save (an epoch saved before its test), which must
         not push a kept file out.
         """
+        if not self.writes:
+            return {name: self.epoch_path(name, epochs_done) for name in slots}
         rng_state = get_rng_state()
         paths = {}
         for name, slot in slots.items():
@@ -129,18 +135,22 @@ class Checkpointer:
 
     def write_best(self, names: Iterable[str], epochs_done: int) -> None:
         """``model-best.pth.tar`` of every model: an atomic copy of its ``model.pth.tar-<epochs_done>``."""
+        if not self.writes:
+            return
         for name in names:
             write_best_checkpoint(self.model_dir(name), epochs_done)
 
     def prune(self, names: Iterable[str], best_epoch: Optional[int] = None) -> None:
         """Apply ``keep_last`` to every model's folder (the best epoch's file survives until copied)."""
-        if self.keep_last is None:
+        if self.keep_last is None or not self.writes:
             return
         for name in names:
             prune_checkpoints(self.model_dir(name), self.keep_last, best_epoch=best_epoch)
 
     def discard(self, names: Iterable[str], epochs_done: int) -> None:
         """Delete the provisional ``model.pth.tar-<epochs_done>`` files (neither due nor best after the test)."""
+        if not self.writes:
+            return
         for name in names:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.epoch_path(name, epochs_done))
@@ -151,6 +161,8 @@ class Checkpointer:
         Only while this process holds the folder's :class:`~torchreid.utils.io.RunLock`: another live run's
         temporary files look the same.
         """
+        if not self.writes:
+            return []
         removed = remove_stale_temp_files(self.save_dir, recursive=False)
         for name in names:
             removed += remove_stale_temp_files(self.model_dir(name), recursive=False)
@@ -159,13 +171,16 @@ class Checkpointer:
     def ensure_best(self, names: Iterable[str], best_epoch: Optional[int], source_dirs: Mapping[str, str],
                     metric_name: str = 'metric') -> bool:
         """Make every model's ``model-best.pth.tar`` hold ``best_epoch`` (restoring it from the epoch file when
-        a kill lost it; ``source_dirs``: the folders resumed from). False when some best weights are gone."""
+        a kill lost it; ``source_dirs``: the folders resumed from). False when some best weights are gone.
+        Without ``writes`` the answer is rank 0's (a collective: every rank calls it)."""
+        if not self.writes:
+            return bool(broadcast_object(None))
         ok = True
         for name in names:
             restored = ensure_best_checkpoint(self.model_dir(name), best_epoch, source_dir=source_dirs.get(name),
                                               metric_name=metric_name)
             ok = ok and restored is not None
-        return ok
+        return bool(broadcast_object(ok))
 
     def last_saved(self, name: str) -> Optional[str]:
         """The newest ``model.pth.tar-*`` of model ``name``, or None."""
@@ -178,8 +193,8 @@ class Checkpointer:
         """Load every model's checkpoint into its slot; returns ``(epochs done, training state of the first)``.
 
         ``paths``: one path (a single model) or ``{model name: path}``. All checkpoints must be of one epoch.
-        The training state has ``metric_name``, ``best_metric``, ``best_epoch`` and ``test_pending`` (the epoch
-        was saved before its test, which did not finish).
+        The training state has ``metric_name``, ``best_metric``, ``best_epoch``, ``test_pending`` (the epoch
+        was saved before its test, which did not finish) and ``ema`` (the weights' moving average, or None).
         """
         names = list(slots)
         if isinstance(paths, Mapping):
@@ -200,7 +215,7 @@ class Checkpointer:
                                                 scaler if i == 0 else None, restore_rng=restore_rng and i == 0,
                                                 fpath=paths[name]))
             if i == 0:
-                state = {k: ckpt.get(k) for k in ('metric_name', 'best_metric', 'best_epoch', 'test_pending')}
+                state = {k: ckpt.get(k) for k in ('metric_name', 'best_metric', 'best_epoch', 'test_pending', 'ema')}
         if len(epochs) != 1:
             raise ValueError(f'resume: the checkpoints were saved at different epochs {sorted(epochs)}')
         return epochs.pop(), state

@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
-from typing import Any, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ import torch.nn as nn
 
 from torchreid import metrics
 from torchreid.losses import DeepSupervision
+from torchreid.utils import distributed as tdist
+from torchreid.utils.cpu import auto_mixed_precision, log_cpu_precision_advice, tune_malloc
 from torchreid.utils.io import RunLock
 from torchreid.utils.loggers import (MetricMeter, find_file_handler, redirect_console_to_tqdm, remove_logging,
                                      setup_console_logging, setup_logging)
@@ -82,17 +84,32 @@ class Engine:
             ``'cuda'``, ``'cuda:1'``, ``'mps'``, a ``torch.device``.
         use_gpu: deprecated; ``False`` means ``device='cpu'``, ``True`` the automatic choice.
         mixed_precision: None (fp32), ``'fp16'`` or ``'bf16'``: forward passes under ``torch.autocast``;
-            fp16 on CUDA also uses a gradient scaler.
+            fp16 on CUDA also uses a gradient scaler. ``'auto'``: bf16 where the device runs it natively (a CPU
+            with AVX512-BF16 / AMX, a CUDA GPU with bf16 support), else fp32. On a CPU without native bf16,
+            bf16 is emulated and many times slower (a warning says so).
         channels_last: put the model and the input batches in channels-last memory format.
         grad_clip: clip the global gradient norm of each model to this value (None: no clipping).
         progress: tqdm progress bars; None shows them only when stderr is a terminal.
         tensorboard: write TensorBoard scalars to ``save_dir``.
+        sync_bn: data-parallel training (an initialised ``torch.distributed`` group, e.g. under torchrun):
+            convert BatchNorm layers to ``SyncBatchNorm`` (CUDA only; batch statistics over the global batch).
+        grad_accum_steps: accumulate the gradients of N consecutive batches before each optimizer step (the
+            loss of each is divided by N; under DDP the gradients are averaged across ranks only at the last).
+        gather_embeddings: data-parallel training: metric losses that call :meth:`gather_for_loss` (the triplet
+            engine) see the embeddings of every rank's batch, with gradients (more in-batch negatives).
+
+    Data-parallel training and evaluation (docs/distributed.md): when a process group with several ranks is
+    initialised, :meth:`run` wraps the models in ``DistributedDataParallel`` for training (``self.model`` is
+    then the wrapper), each rank extracts its share of every query / gallery and rank 0 ranks the gathered
+    features once (the same numbers as one process), and only rank 0 writes logs, TensorBoard events,
+    checkpoints, pictures and rankings. Batch sizes are per rank.
     """
 
     def __init__(self, datamanager: Any, device: Union[None, str, int, torch.device] = 'auto',
                  use_gpu: Optional[bool] = None,
                  mixed_precision: Optional[str] = None, channels_last: bool = False,
-                 grad_clip: Optional[float] = None, progress: Optional[bool] = None, tensorboard: bool = True):
+                 grad_clip: Optional[float] = None, progress: Optional[bool] = None, tensorboard: bool = True,
+                 sync_bn: bool = False, grad_accum_steps: int = 1, gather_embeddings: bool = False):
         if isinstance(device, bool):
             # Torchreid's positional ``Engine(datamanager, use_gpu)`` lands here.
             use_gpu, device = device, 'auto'
@@ -103,10 +120,17 @@ class Engine:
                 device = 'cpu'
         self.device = resolve_device(device)
         key = mixed_precision.lower() if isinstance(mixed_precision, str) else mixed_precision
+        if key == 'auto':  # bf16 where the device runs it natively, else fp32
+            key = auto_mixed_precision(self.device.type)
         if key not in _PRECISIONS:
-            raise ValueError(f"mixed_precision must be None, 'fp16' or 'bf16', got {mixed_precision!r}")
+            raise ValueError(f"mixed_precision must be None, 'auto', 'fp16' or 'bf16', got {mixed_precision!r}")
         self.amp_dtype = _PRECISIONS[key]
         self.mixed_precision = {None: None, torch.float16: 'fp16', torch.bfloat16: 'bf16'}[self.amp_dtype]
+        if self.device.type == 'cpu':
+            log_cpu_precision_advice(self.mixed_precision)  # emulated bf16 warns; native bf16 hints
+            # glibc keeps activation buffers in the heap instead of page-faulting them in every batch; now, so
+            # the loader workers forked later inherit it (TORCHREID_TUNE_MALLOC=0 opts out; docs/results.md)
+            tune_malloc()
         self.scaler = None
         if self.amp_dtype == torch.float16:
             if self.device.type == 'cuda':
@@ -120,6 +144,17 @@ class Engine:
         self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.progress = progress
         self.tensorboard = bool(tensorboard)
+        if isinstance(grad_accum_steps, bool) or int(grad_accum_steps) != grad_accum_steps or grad_accum_steps < 1:
+            raise ValueError(f'grad_accum_steps must be an int >= 1, got {grad_accum_steps!r}')
+        self.grad_accum_steps = int(grad_accum_steps)
+        self.sync_bn = bool(sync_bn)
+        self.gather_embeddings = bool(gather_embeddings)
+        # DistributedDataParallel: only parameters that get a gradient in every step; an engine whose loss
+        # leaves some out (a classifier with weight 0) sets this True.
+        self.ddp_find_unused_parameters = False
+        self._ddp: Dict[str, nn.Module] = {}  # {model name: its DistributedDataParallel wrapper}
+        self._ddp_signature = None  # which parameters were trainable when the wrappers were built
+        self._ddp_active = False  # self.model is the wrapper (training) or the bare model (evaluation)
 
         self.datamanager = datamanager
         self.train_loader = getattr(datamanager, 'train_loader', None)
@@ -142,6 +177,8 @@ class Engine:
         self._pending_test_epoch: Optional[int] = None  # resumed from an epoch saved before its test finished
         self._warned_no_metric = False
         self._trainable_before_fixbase = None  # [(parameter, requires_grad)] saved by the fixbase phase
+        self.ema = None  # a ModelEMA of the first model (use_ema): evaluated, exported and checkpointed
+        self.flip_test = False  # features of each image and its mirror averaged (EvalOptions.flip_test)
 
         self._models: Dict[str, nn.Module] = OrderedDict()
         self._optims: Dict[str, Any] = OrderedDict()
@@ -186,7 +223,12 @@ class Engine:
 
     @property
     def model(self) -> Optional[nn.Module]:
-        return self._models.get(self._slot_name()) if '_models' in self.__dict__ else None
+        if '_models' not in self.__dict__:
+            return None
+        name = self._slot_name()
+        if self.__dict__.get('_ddp_active') and name in self._ddp:
+            return self._ddp[name]
+        return self._models.get(name)
 
     @model.setter
     def model(self, model: Optional[nn.Module]) -> None:
@@ -303,12 +345,24 @@ class Engine:
             # Before backward(): the step is not applied, so the weights in memory stay those of the last step.
             self._stop_non_finite('loss', float(loss.detach().float().reshape(-1)[0]))
         optims = [(n, self._optims[n]) for n in names if self._optims[n] is not None]
-        for _, optim in optims:
-            optim.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
+        first, last, window = self._accumulation_window()
+        if first:
+            for _, optim in optims:
+                optim.zero_grad(set_to_none=True)
+        if window > 1:
+            loss = loss / window
+        # Under DDP the gradients are averaged across ranks in the backward of the window's last batch only.
+        with contextlib.ExitStack() as stack:
+            if not last:
+                for name in names:
+                    if self._ddp_active and name in self._ddp:
+                        stack.enter_context(self._ddp[name].no_sync())
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        if not last:
+            return
         norms = []
         for name, optim in optims:
             if self.grad_clip is not None:
@@ -324,6 +378,126 @@ class Engine:
             self.scaler.update()
         if norms:
             self.last_grad_norm = math.sqrt(sum(n * n for n in norms))
+        if self.ema is not None:
+            self.ema.update(self._models[self.get_model_names()[0]])
+
+    # ------------------------------------------------------------------ EMA of the weights
+    def use_ema(self, decay: float, warmup_updates: int = 2000) -> None:
+        """Keep an exponential moving average of the first model's weights (:class:`torchreid.optim.ModelEMA`),
+        updated after each optimizer step of :meth:`backward_and_step`. Tests and exports then use the averaged
+        weights, and checkpoints hold its state under ``'ema'`` (restored by :meth:`resume`). Call it before
+        resuming. ``decay`` 0 turns it off."""
+        if not decay:
+            self.ema = None
+            return
+        from torchreid.optim import ModelEMA
+
+        self.ema = ModelEMA(self._models[self.get_model_names()[0]], decay=decay, warmup_updates=warmup_updates)
+        logger.info('EMA of the weights: %r', self.ema)
+
+    @contextlib.contextmanager
+    def evaluation_weights(self) -> Iterator[None]:
+        """Context in which the first model holds the weights to evaluate: the EMA's when :meth:`use_ema` is on
+        (the training weights are put back, bit for bit, on leaving), else its own."""
+        if self.ema is None:
+            yield
+            return
+        from torchreid.utils.model_utils import unwrap_model
+
+        model = unwrap_model(self._models[self.get_model_names()[0]])
+        training = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.ema.module.state_dict())
+        try:
+            yield
+        finally:
+            model.load_state_dict(training)
+
+    def _accumulation_window(self) -> Tuple[bool, bool, int]:
+        """``(first, last, size)`` of the gradient-accumulation window the current batch is in: gradients are
+        zeroed at its first batch and applied at its last; the epoch's last window may be shorter."""
+        n = self.grad_accum_steps
+        if n == 1:
+            return True, True, 1
+        start = self.batch_idx - self.batch_idx % n
+        size = n if not self.num_batches else max(1, min(n, self.num_batches - start))
+        return self.batch_idx == start, self.batch_idx - start == size - 1, size
+
+    # ------------------------------------------------------------------ data parallel
+    def gather_for_loss(self, *tensors: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], ...]:
+        """With ``gather_embeddings`` in a data-parallel run: every rank's ``tensors`` concatenated in rank order
+        (gradients flow back to this rank's part, see :func:`torchreid.utils.distributed.all_gather_with_grad`);
+        otherwise the tensors as they are. Call it with the embeddings and their labels (and actions)."""
+        if not (self.gather_embeddings and self._ddp_active and tdist.is_distributed()) \
+                or not all(t is None or isinstance(t, torch.Tensor) for t in tensors):
+            return tensors  # (several heads' features: each head's loss on this rank's batch)
+        return tuple(None if t is None else tdist.all_gather_with_grad(t) if t.requires_grad
+                     else tdist.gather_in_order(t) for t in tensors)
+
+    def _prepare_distributed(self) -> None:
+        """Before training in a data-parallel run: shard the training sampler for this rank when it was built
+        before the process group, and state the per-rank and global batch sizes."""
+        if not tdist.is_distributed():
+            return
+        world, rank = tdist.get_world_size(), tdist.get_rank()
+        sampler = getattr(self.train_loader, 'sampler', None)
+        replicas = getattr(sampler, 'num_replicas', None)
+        if replicas is None:
+            raise RuntimeError(f'data-parallel training ({world} ranks) needs a sharded training sampler; '
+                               f'{type(sampler).__name__} is not one: build the data manager after '
+                               'torch.distributed.init_process_group (its samplers then shard themselves)')
+        if replicas != world:
+            if not hasattr(sampler, 'shard'):
+                raise RuntimeError(f'the training sampler serves {replicas} ranks but the process group has '
+                                   f'{world}: build the data manager after torch.distributed.init_process_group')
+            sampler.shard(world, rank)
+        batch = getattr(self.train_loader, 'batch_size', None)
+        if batch:
+            lr = self.get_current_lr() if self.optimizer is not None else None
+            logger.info('Data-parallel training on %d ranks (backend %s): batch size %d per rank, %d global '
+                        '(%d per optimizer step with grad_accum_steps %d); %d steps per epoch; learning rate %s '
+                        '(as configured: not scaled with the number of ranks)', world,
+                        torch.distributed.get_backend(), batch, batch * world, batch * world * self.grad_accum_steps,
+                        self.grad_accum_steps, len(self.train_loader), 'n/a' if lr is None else f'{lr:g}')
+
+    def _ensure_ddp(self) -> None:
+        """Wrap every trainable model in ``DistributedDataParallel`` (again when the set of trainable parameters
+        changed, e.g. after the fixbase epochs): DDP synchronises the parameters that required gradients when it
+        was built."""
+        if not tdist.is_distributed():
+            self._ddp_active = False
+            return
+        signature = tuple((name, tuple(p.requires_grad for p in model.parameters()))
+                          for name, model in self._models.items())
+        if signature != self._ddp_signature:
+            self._ddp = {}
+            for name, model in self._models.items():
+                if not any(p.requires_grad for p in model.parameters()):
+                    continue
+                if self.sync_bn:
+                    if self.device.type == 'cuda':
+                        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                        self._models[name] = model
+                    elif self._ddp_signature is None:
+                        logger.warning('sync_bn: SyncBatchNorm needs CUDA; on %s each rank normalises its own '
+                                       'batch', self.device)
+                ids = [self.device.index] if self.device.type == 'cuda' and self.device.index is not None else None
+                self._ddp[name] = nn.parallel.DistributedDataParallel(
+                    model, device_ids=ids, find_unused_parameters=self.ddp_find_unused_parameters)
+            self._ddp_signature = signature
+        self._ddp_active = True
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics, which each rank updates on its own batch
+        between DDP's broadcasts), so every rank evaluates the weights rank 0 saves."""
+        if not tdist.is_distributed():
+            return
+        comm = tdist.communication_device()
+        for model in self._models.values():
+            for buffer in model.buffers():
+                data = buffer.data.to(comm)
+                torch.distributed.broadcast(data, src=0)
+                if data is not buffer.data:
+                    buffer.data.copy_(data)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpointer(self, save_dir: str, keep_last: Optional[int]) -> Checkpointer:
@@ -333,14 +507,15 @@ class Engine:
                                                     norm_mean=getattr(dm, 'norm_mean', None),
                                                     norm_std=getattr(dm, 'norm_std', None), config=self.config)
                        for name, slot in self._slots().items()}
-        return Checkpointer(save_dir, keep_last=keep_last, description=description)
+        return Checkpointer(save_dir, keep_last=keep_last, description=description, writes=tdist.is_main_process())
 
     def _training_state(self, metric: Optional[float] = None, test_pending: bool = False) -> Dict[str, Any]:
         """What a checkpoint records besides the model states. ``test_pending``: the epoch is saved before its
         test; a run resumed from it runs that test first (the best model may be this epoch)."""
         return {'rank1': self.rank1 if metric is not None else None, 'metric_name': self.checkpoint_metric,
                 'metric': metric, 'best_metric': self.best_metric, 'best_epoch': self.best_epoch,
-                'mixed_precision': self.mixed_precision, 'test_pending': bool(test_pending)}
+                'mixed_precision': self.mixed_precision, 'test_pending': bool(test_pending),
+                'ema': self.ema.state_dict() if self.ema is not None else None}
 
     def save_model(self, epoch: int, rank1: Optional[float] = None, save_dir: str = 'log', is_best: bool = False,
                    keep_last: Optional[int] = None, metric: Optional[float] = None) -> Dict[str, str]:
@@ -362,6 +537,11 @@ class Engine:
             int: the epoch to start from (epochs already completed).
         """
         start_epoch, state = Checkpointer.resume(fpath, self._slots(), scaler=self.scaler, restore_rng=restore_rng)
+        if self.ema is not None:
+            if not state.get('ema'):
+                raise KeyError(f'resume: "{fpath}" holds no EMA state (trained without it); resume without '
+                               'use_ema / train.ema_decay, or train anew')
+            self.ema.load_state_dict(state['ema'])
         if state.get('metric_name') is not None:
             self.checkpoint_metric = state['metric_name']
         self.best_metric = state.get('best_metric')
@@ -392,7 +572,9 @@ class Engine:
         ``rerank_k2`` / ``rerank_lambda``, ``query_expansion`` / ``qe_k`` / ``qe_alpha``, ``inverted_softmax``
         / ``inverted_softmax_temperature``, ``visrank_max_queries``, ``eval_metric``, ...); exports and
         pictures go to ``save_dir``. ``resume``: a checkpoint path (or ``{model name: path}``) to continue
-        from; it overrides ``start_epoch``. ``config``: the run's configuration, recorded in the checkpoints.
+        from; it overrides ``start_epoch``; ``'auto'``: the newest checkpoint in ``save_dir`` when there is one
+        (a run restarted by torchrun's ``--max-restarts`` continues where it stopped). ``config``: the run's
+        configuration, recorded in the checkpoints.
 
         Intermediate tests (``eval_freq``) neither export rankings nor draw pictures; the final test
         (after the last epoch, or ``test_only``) does what is asked. An epoch that is tested is saved before
@@ -425,23 +607,27 @@ class Engine:
         if config is not None:
             self.config = config
 
-        handler = None
-        if find_file_handler(save_dir=save_dir) is None:
+        handler = console = None
+        main_rank = tdist.is_main_process()  # in a data-parallel run only rank 0 writes files and logs
+        if main_rank and find_file_handler(save_dir=save_dir) is None:
             handler = setup_logging(save_dir, 'test.log' if test_only else 'train.log')
-        console = setup_console_logging()  # None when the user's logging shows the records already
+        if main_rank:
+            console = setup_console_logging()  # None when the user's logging shows the records already
         own_writer = False
         lock = None
         try:
-            if not test_only:
+            if not test_only and main_rank:
                 # Refuses a second live run on this folder before anything is written (or deleted) there.
                 lock = RunLock(save_dir)
                 lock.acquire()
-            if self.tensorboard and self.writer is None:
+            if self.tensorboard and self.writer is None and main_rank:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(log_dir=save_dir)
                 own_writer = True
             with redirect_console_to_tqdm(_ask_progress(self.progress)):
+                if isinstance(resume, str) and resume == 'auto':
+                    resume = self._newest_checkpoints(save_dir)
                 if resume:
                     start = self.resume(resume)
                     train = dataclasses.replace(train, start_epoch=start)
@@ -457,6 +643,7 @@ class Engine:
                     self._log_outputs(save_dir, results, handler, checkpoints=False)
                     return results
                 self._check_evaluation(options)
+                self._prepare_distributed()
                 self.checkpointer = self._checkpointer(save_dir, train.keep_last)
                 self.checkpointer.remove_leftovers(self.get_model_names())  # ours to clean: we hold the lock
                 self._check_resumed_best()
@@ -465,6 +652,7 @@ class Engine:
                 return results
         finally:
             self._resume_sources = None
+            self._ddp_active = False  # self.model is the bare model again
             if own_writer:
                 # One event file per run, in that run's save_dir.
                 self.writer.close()
@@ -473,6 +661,22 @@ class Engine:
                 lock.release()
             remove_logging(console)
             remove_logging(handler)
+
+    def _newest_checkpoints(self, save_dir: str) -> Optional[Dict[str, str]]:
+        """``run(resume='auto')``: ``{model name: newest model.pth.tar-<epoch>}`` in ``save_dir`` when every model
+        has one of the same epoch (a restarted run continues), else None (a fresh start). In a data-parallel run
+        rank 0 looks and every rank gets its answer."""
+        found = None
+        if tdist.is_main_process():
+            checkpointer = Checkpointer(save_dir, keep_last=None)
+            paths = {name: checkpointer.last_saved(name) for name in self.get_model_names()}
+            epochs = {osp.basename(p).rsplit('-', 1)[-1] for p in paths.values() if p}
+            if paths and all(paths.values()) and len(epochs) == 1:
+                found = paths
+                logger.info('resume="auto": continuing from %s', ', '.join(paths.values()))
+            else:
+                logger.info('resume="auto": no checkpoint in %s, starting afresh', save_dir)
+        return tdist.broadcast_object(found)
 
     def _check_resumed_best(self) -> None:
         """After a resume: model-best.pth.tar must hold the recorded best epoch. A kill during its write leaves
@@ -576,10 +780,12 @@ class Engine:
             self.datamanager.set_epoch(self.epoch)
         self.set_model_mode('train')
         self.two_stepped_transfer_learning(self.epoch, fixbase_epoch, open_layers)
+        self._ensure_ddp()
         self.num_batches = len(self.train_loader)
         batch_time_sum, end = 0.0, time.time()
         bar = tqdm(self.train_loader, total=self.num_batches, desc=f'epoch {self.epoch + 1}/{self.max_epoch}',
-                   disable=not _ask_progress(self.progress), leave=False, dynamic_ncols=True)
+                   disable=not (_ask_progress(self.progress) and tdist.is_main_process()), leave=False,
+                   dynamic_ncols=True)
         for batch_idx, data in enumerate(bar):
             self.batch_idx = batch_idx
             summary = self.forward_backward(data)
@@ -692,12 +898,19 @@ class Engine:
             options = options.replace(**overrides)
         if self.test_loader is None or len(self.test_loader) == 0:
             raise RuntimeError('the datamanager has no test loaders (no targets)')
-        self.set_model_mode('eval')
-        results = OrderedDict()
-        for name in self._target_names():
-            loaders = self.test_loader[name]
-            logger.info('##### Evaluating %s #####', name)
-            results[name] = self._evaluate_target(name, loaders['query'], loaders['gallery'], options, final)
+        training_wrapped, self._ddp_active = self._ddp_active, False  # evaluate the bare models
+        try:
+            self._sync_buffers()
+            self.set_model_mode('eval')
+            results = OrderedDict()
+            for name in self._target_names():
+                loaders = self.test_loader[name]
+                logger.info('##### Evaluating %s #####', name)
+                results[name] = self._evaluate_target(name, loaders['query'], loaders['gallery'], options, final)
+            # Rank 0 computed the metrics (the other ranks extracted their shares): every rank gets its results.
+            results = tdist.broadcast_object(results)
+        finally:
+            self._ddp_active = training_wrapped
         self.last_test_results = results
         if self.writer is not None and epoch is not None:
             for name, res in results.items():
@@ -733,8 +946,12 @@ class Engine:
         hidden = bool(getattr(qset, 'hidden_labels', False))
 
         t0 = time.time()
-        qf, q_pids, q_camids = self.extract_features_from_loader(query_loader, desc=f'{name} query')
-        gf, g_pids, g_camids = self.extract_features_from_loader(gallery_loader, desc=f'{name} gallery')
+        self.flip_test = opts.flip_test
+        with self.evaluation_weights():
+            qf, q_pids, q_camids = self._extract_sharded(query_loader, desc=f'{name} query')
+            gf, g_pids, g_camids = self._extract_sharded(gallery_loader, desc=f'{name} gallery')
+        if not tdist.is_main_process():
+            return None  # rank 0 ranks, scores and exports once; test() hands its results to every rank
         logger.info('Extracted features: query %s, gallery %s (%.1f s)', tuple(qf.shape), tuple(gf.shape),
                     time.time() - t0)
         self._check_aligned(name, 'query', qset, qf)
@@ -816,6 +1033,32 @@ class Engine:
             logger.info('Outputs\n  %s', '\n  '.join(lines))
 
     # ------------------------------------------------------------------ features
+    def _extract_sharded(self, loader: Any, desc: str) -> Tuple[torch.Tensor, Any, Any]:
+        """:meth:`extract_features_from_loader` over the whole loader; in a data-parallel run each rank extracts
+        a contiguous run of the loader's batches (the same batches one process makes, so the same numbers)
+        and the features come back in the original order on every rank."""
+        if not tdist.is_distributed() or not isinstance(loader, torch.utils.data.DataLoader) \
+                or loader.batch_size is None or not hasattr(loader.dataset, '__len__'):
+            return self.extract_features_from_loader(loader, desc=desc)
+        total, batch = len(loader.dataset), loader.batch_size
+        batches = tdist.shard_range(math.ceil(total / batch))
+        indices = range(batches.start * batch, min(batches.stop * batch, total))
+        feats, pids, camids = None, None, None
+        if len(indices):
+            shard = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(loader.dataset, indices), batch_size=batch, shuffle=False, drop_last=False,
+                num_workers=loader.num_workers, pin_memory=loader.pin_memory, collate_fn=loader.collate_fn,
+                worker_init_fn=loader.worker_init_fn)
+            feats, pids, camids = self.extract_features_from_loader(shard, desc=desc)
+        # [(feature shape, pids, camids)] of every rank in rank order (a rank without a share, when there are
+        # more ranks than batches, sends None).
+        shares = tdist.gather_objects_in_order([None if feats is None else (tuple(feats.shape[1:]), pids, camids)])
+        held = [share for share in shares if share is not None]
+        if feats is None:
+            feats = torch.zeros((0,) + held[0][0])
+        return (tdist.gather_in_order(feats), np.concatenate([share[1] for share in held]),
+                np.concatenate([share[2] for share in held]))
+
     def extract_features(self, input: torch.Tensor) -> torch.Tensor:
         """Features of one batch of images (Torchreid's extension point: override it to change how features
         are computed, e.g. to concatenate two heads). ``input`` is the batch, already on the engine's device
@@ -830,7 +1073,8 @@ class Engine:
             return self.extract_features_from_loader(input)
         return self._models[self.get_model_names()[0]](self.to_device(input))
 
-    def extract_features_from_loader(self, loader: Any, desc: str = 'features') -> Tuple[torch.Tensor, Any, Any]:
+    def extract_features_from_loader(self, loader: Any, desc: str = 'features',
+                                     flip: Optional[bool] = None) -> Tuple[torch.Tensor, Any, Any]:
         """Features of every image a test loader yields, in order, through the per-batch
         :meth:`extract_features` hook.
 
@@ -838,6 +1082,8 @@ class Engine:
             loader: an iterable of batches (dicts with ``'img'``, ``'pid'``, ``'camid'``; see
                 :meth:`parse_data_for_eval`).
             desc: label of the progress bar.
+            flip: average each image's features with its mirror's (flip test-time averaging); None: the
+                engine's :attr:`flip_test` (set from ``EvalOptions.flip_test`` by the evaluation).
 
         Returns:
             ``(features FloatTensor [N, D] on the CPU, pids np.ndarray [N], camids np.ndarray [N])``.
@@ -856,7 +1102,12 @@ class Engine:
                                  leave=False, dynamic_ncols=True):
                     imgs, batch_pids, batch_camids = self.parse_data_for_eval(data)
                     with self.autocast():
-                        out = self.extract_features(self.to_device(imgs))
+                        imgs = self.to_device(imgs)
+                        out = self.extract_features(imgs)
+                        if (self.flip_test if flip is None else flip) and isinstance(out, torch.Tensor):
+                            # flip test-time averaging: the mirror image's features, averaged before any
+                            # normalisation (the ranking normalises afterwards when asked)
+                            out = (out.float() + self.extract_features(imgs.flip(-1)).float()) / 2
                     if not isinstance(out, torch.Tensor):
                         raise TypeError(f'{type(self).__name__}.extract_features returned {type(out).__name__}; '
                                         'expected a feature tensor [B, D]')

@@ -50,6 +50,8 @@ class EvalOptions:
         export_ranking_results: write ``ranking_results_<target>_<time>.json`` (challenge format).
         save_dir: where exports and pictures go.
         use_cython: use the compiled ranking code when it is built (same results).
+        flip_test: average the features of each image and of its horizontal mirror (flip test-time
+            averaging, before any normalisation).
     """
 
     ranking: RankingOptions
@@ -63,12 +65,13 @@ class EvalOptions:
     export_ranking_results: bool
     save_dir: str
     use_cython: bool
+    flip_test: bool
 
     def __init__(self, ranking: Optional[RankingOptions] = None, ranks: Sequence[int] = (1, 5, 10, 20),
                  max_rank: int = 50, use_metric_cuhk03: bool = False, eval_metric: Optional[str] = None,
                  visrank: bool = False, visrank_topk: int = 10, visrank_max_queries: Optional[int] = None,
                  export_ranking_results: bool = False, save_dir: str = 'log', use_cython: bool = True,
-                 **ranking_options):
+                 flip_test: bool = False, **ranking_options):
         if ranking is None:
             ranking = RankingOptions.from_flat(ranking_options)
         elif ranking_options:
@@ -93,6 +96,7 @@ class EvalOptions:
         self.export_ranking_results = bool(export_ranking_results)
         self.save_dir = str(save_dir)
         self.use_cython = bool(use_cython)
+        self.flip_test = bool(flip_test)
 
     @classmethod
     def field_names(cls) -> Tuple[str, ...]:

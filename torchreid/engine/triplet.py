@@ -50,6 +50,7 @@ class ImageTripletEngine(Engine):
         self.criterion_t = TripletLoss(margin=margin, action_aware=action_aware)
         self.criterion_x = CrossEntropyLoss(num_classes=self.datamanager.num_train_pids, label_smooth=label_smooth)
         if self.weight_x == 0:
+            self.ddp_find_unused_parameters = True  # the classifier gets no gradient: DDP must not wait for it
             # The classifier gets no gradient: its accuracy would be that of random weights (about 0).
             logger.info('weight_x=0: the identity classifier is not trained, so no training accuracy is reported')
 
@@ -62,8 +63,11 @@ class ImageTripletEngine(Engine):
         loss = 0.0
         summary = {}
         if self.weight_t > 0:
-            extra = {'actions': data['camid'].to(self.device)} if self.action_aware else {}
-            loss_t = self.compute_loss(self.criterion_t, features, pids, **extra)
+            actions = data['camid'].to(self.device) if self.action_aware else None
+            # gather_embeddings in a data-parallel run: mined over every rank's batch (a no-op otherwise)
+            features_t, pids_t, actions = self.gather_for_loss(features, pids, actions)
+            extra = {'actions': actions} if self.action_aware else {}
+            loss_t = self.compute_loss(self.criterion_t, features_t, pids_t, **extra)
             loss = loss + self.weight_t * loss_t
             summary['loss_t'] = loss_t.item()
         if self.weight_x > 0:

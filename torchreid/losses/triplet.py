@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .pairs import pair_masks
+
 __all__ = ['TripletLoss', 'pairwise_euclidean']
 
 
@@ -63,16 +65,7 @@ class TripletLoss(nn.Module):
 
         # float32 distances: fp16 would make the expanded-square formula lose the small distances.
         dist = pairwise_euclidean(inputs.float())
-        targets = targets.to(dist.device)
-        same_id = targets.unsqueeze(0) == targets.unsqueeze(1)
-        not_self = ~torch.eye(n, dtype=torch.bool, device=dist.device)
-        pos_mask = same_id & not_self
-        neg_mask = ~same_id
-        if self.action_aware:
-            actions = actions.to(dist.device)
-            same_action = actions.unsqueeze(0) == actions.unsqueeze(1)
-            pos_mask = pos_mask & same_action
-            neg_mask = neg_mask & same_action
+        pos_mask, neg_mask = pair_masks(targets, actions if self.action_aware else None, device=dist.device)
 
         valid = pos_mask.any(dim=1) & neg_mask.any(dim=1)
         dist_ap = dist.masked_fill(~pos_mask, float('-inf')).max(dim=1).values

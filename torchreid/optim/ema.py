@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from torchreid.utils.model_utils import unwrap_model
 
-__all__ = ['ModelEMA']
+__all__ = ['ModelEMA', 'evaluation_checkpoint']
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +110,14 @@ class ModelEMA:
     def __repr__(self) -> str:
         return (f'ModelEMA(decay={self.decay}, warmup_updates={self.warmup_updates}, '
                 f'num_updates={self.num_updates}, module={type(self.module).__name__})')
+
+
+def evaluation_checkpoint(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
+    """The checkpoint with the weights to evaluate as its ``state_dict``: the EMA's when the run kept one
+    (``checkpoint['ema']``, written by the engine with ``train.ema_decay``), so a test-only run, a
+    ``FeatureExtractor`` or a model soup uses the weights the run evaluated; otherwise the checkpoint itself."""
+    ema = checkpoint.get('ema') if isinstance(checkpoint, Mapping) else None
+    if not ema or 'module' not in ema:
+        return dict(checkpoint)
+    logger.info('Using the EMA weights of the checkpoint (%d updates)', int(ema.get('num_updates', 0)))
+    return {**checkpoint, 'state_dict': ema['module']}

@@ -16,6 +16,10 @@ _EXPORTS = {
     'RunLock': '.io',
     'SaveDirInUseError': '.io',
     'remove_stale_temp_files': '.io',
+    # cpu.py
+    'native_bf16': '.cpu',
+    'tune_malloc': '.cpu',
+    'auto_mixed_precision': '.cpu',
     # cli.py
     'error_message': '.cli',
     'run_cli': '.cli',

@@ -51,6 +51,8 @@ class FeatureExtractor:
         num_classes (int): classifier width of the built model (unused at inference).
         pretrained (bool): ImageNet initialisation of the built model; default: only when no
             ``model_path`` is given (as Torchreid).
+        flip (bool): flip test-time averaging: each image's features averaged with those of its horizontal
+            mirror (before any normalisation), as the engine's ``flip_test``.
 
     ``extractor(input)`` accepts a path, a PIL image, an ``HxWx3`` uint8 RGB array, a list of those, or a
     tensor already preprocessed (``[B, 3, H, W]`` or ``[3, H, W]``); it returns a CPU tensor ``[N, D]``.
@@ -79,6 +81,7 @@ class FeatureExtractor:
         num_classes: int = 1,
         pretrained: Optional[bool] = None,
         allow_unsafe_pickle: bool = False,
+        flip: bool = False,
     ):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f'FeatureExtractor: batch_size must be a positive int, got {batch_size!r}')
@@ -87,8 +90,13 @@ class FeatureExtractor:
         if model_path and not osp.isfile(model_path):
             raise FileNotFoundError(f'FeatureExtractor: model_path "{model_path}" is not a file')
         self.device = resolve_device(device)
+        if self.device.type == 'cpu':
+            from .cpu import tune_malloc
+
+            tune_malloc()  # activation buffers stay mapped between batches: less page-fault time in extraction
         self.batch_size = int(batch_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.flip = bool(flip)
 
         if model is not None:
             if not isinstance(model, nn.Module):
@@ -121,7 +129,7 @@ class FeatureExtractor:
     @classmethod
     def from_checkpoint(cls, path: Union[str, 'os.PathLike[str]'],
                         device: Union[str, int, torch.device, None] = 'auto', batch_size: int = 64,
-                        verbose: bool = True) -> 'FeatureExtractor':
+                        verbose: bool = True, flip: bool = False) -> 'FeatureExtractor':
         """An extractor for the model a self-describing checkpoint records: its architecture and keywords
         (``model_spec``), weights (loaded strictly outside the classifier), input size (``input_size``) and
         normalisation (``normalization``).
@@ -129,7 +137,8 @@ class FeatureExtractor:
         A checkpoint without ``input_size`` / ``normalization`` falls back to 256x128 / ImageNet statistics with
         a WARNING. One without ``model_spec`` raises ``torchreid.models.CheckpointError`` (a ValueError) saying
         to use ``FeatureExtractor(model_name=..., model_path=...)``; see
-        :func:`torchreid.models.build_model_from_checkpoint` for the other errors.
+        :func:`torchreid.models.build_model_from_checkpoint` for the other errors. A checkpoint of a run that
+        kept an EMA of its weights gives the EMA weights (those the run evaluated).
         """
         from torchreid.models import (build_model_from_checkpoint, checkpoint_input_size,
                                       checkpoint_normalization)
@@ -137,7 +146,9 @@ class FeatureExtractor:
         from .checkpoint import load_checkpoint
 
         path = os.fspath(path)
-        checkpoint = load_checkpoint(path)
+        from torchreid.optim.ema import evaluation_checkpoint
+
+        checkpoint = evaluation_checkpoint(load_checkpoint(path))
         model = build_model_from_checkpoint(checkpoint, device=device, source=path)
         image_size = checkpoint_input_size(checkpoint, source=path)
         if image_size is None:
@@ -151,7 +162,7 @@ class FeatureExtractor:
                            'mean %s and std %s', path, IMAGENET_MEAN, IMAGENET_STD)
         return cls(model_name=model.model_spec.name if model.model_spec is not None else '', model=model,
                    image_size=image_size, pixel_mean=normalization['mean'], pixel_std=normalization['std'],
-                   device=device, verbose=verbose, batch_size=batch_size)
+                   device=device, verbose=verbose, batch_size=batch_size, flip=flip)
 
     # -- input conversion ------------------------------------------------------------------------------
 
@@ -200,7 +211,10 @@ class FeatureExtractor:
         outputs = []
         with torch.no_grad():
             for batch in self._batches(input):
-                features = self.model(batch.to(self.device, dtype=torch.float32))
+                batch = batch.to(self.device, dtype=torch.float32)
+                features = self.model(batch)
+                if self.flip and isinstance(features, torch.Tensor):
+                    features = (features.float() + self.model(batch.flip(-1)).float()) / 2
                 if not isinstance(features, torch.Tensor):
                     raise TypeError(
                         f'FeatureExtractor: the model returned {type(features).__name__} in eval mode; '
