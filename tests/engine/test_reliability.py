@@ -27,7 +27,9 @@ def _same(a, b):
 
 
 def test_a_failing_final_test_loses_no_training(tmp_path):
-    """Save first, then test: the last epoch survives an error in the final test (a bad gallery image, an export
+    """fault: the final test fails (bad gallery image, full disk) -> expected: the last epoch is saved; the
+    resume runs only the test.
+    Save first, then test: the last epoch survives an error in the final test (a bad gallery image, an export
     on a full disk); the resumed run only runs that test and writes model-best."""
     save_dir = str(tmp_path)
     engine = toy_engine()
@@ -70,6 +72,8 @@ def _scripted(engine, scores):
 
 
 def test_model_best_lost_is_restored_or_said_gone_on_resume(tmp_path, caplog):
+    """fault: model-best.pth.tar missing or corrupt at resume -> expected: restored from its epoch, or an
+    error saying it is gone."""
     scores = {1: 0.7, 2: 0.5, 3: 0.6}                                 # epoch 1 is the best
     save_dir = str(tmp_path)
     model_dir = os.path.join(save_dir, 'model')
@@ -100,6 +104,7 @@ def test_model_best_lost_is_restored_or_said_gone_on_resume(tmp_path, caplog):
 
 
 def test_leftover_temp_files_of_killed_writes_are_removed_at_start_only_ours(tmp_path):
+    """fault: temp files left by killed writes -> expected: ours removed at the next start, others kept."""
     save_dir = tmp_path
     (save_dir / 'model').mkdir()
     ours = [save_dir / 'model' / '.model.pth.tar-3.0123456789ab.tmp', save_dir / '.ranking.json.a1b2c3d4e5f6.tmp']
@@ -112,6 +117,8 @@ def test_leftover_temp_files_of_killed_writes_are_removed_at_start_only_ours(tmp
 
 
 def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """fault: the disk fills during a checkpoint write -> expected: DiskFullError naming the file, previous
+    checkpoint intact, no temp file."""
     save_dir = str(tmp_path)
     engine = toy_engine()
     real_fdopen = os.fdopen
@@ -154,6 +161,8 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, 
 
 
 def test_a_non_finite_loss_stops_training_and_is_not_saved(tmp_path):
+    """fault: the loss becomes NaN / inf -> expected: training stops naming epoch and batch, the bad step
+    neither applied nor saved."""
     save_dir = str(tmp_path)
     engine = toy_engine()
     real_criterion = engine.criterion
@@ -182,6 +191,7 @@ def test_a_non_finite_loss_stops_training_and_is_not_saved(tmp_path):
 
 
 def test_a_new_learning_rate_on_resume_applies(tmp_path, caplog):
+    """fault: a changed learning rate on resume -> expected: the new rate applies, with a warning."""
     save_dir = str(tmp_path)
     toy_engine(lr=1e-2).run(save_dir=save_dir, max_epoch=2, print_freq=0)     # StepLR 0.5: lr 2.5e-3 after 2
     resumed = toy_engine(lr=4e-2)

@@ -147,6 +147,8 @@ def test_uninterrupted_reference(reference):
 
 @pytest.mark.parametrize('fault', list(FAULTS))
 def test_killed_then_resumed_equals_uninterrupted(fault, killed_runs, reference):
+    """fault: SIGKILL inside a checkpoint write (temp write, before rename, model-best, retention) ->
+    expected: the resume ends bit-identical to an uninterrupted run, model-best valid, no half-written file."""
     save_dir, returncode = killed_runs[fault]
     assert returncode == -signal.SIGKILL, f'the run was not killed at {FAULTS[fault]!r} (exit {returncode})'
     model_dir = os.path.join(save_dir, 'model')
@@ -181,6 +183,8 @@ LOCK_HOLDER = textwrap.dedent('''
 
 
 def test_a_second_live_run_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
+    """fault: a second live run on the same save dir, then a killed holder -> expected: refused while live,
+    no stale lock after the kill."""
     save_dir = str(tmp_path)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO] + sys.path))
     holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER, save_dir], env=env, stdin=subprocess.PIPE,
