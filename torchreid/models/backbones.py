@@ -14,7 +14,7 @@ from .weights import (find_local_imagenet_file, init_params, load_local_imagenet
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
 
-__all__ = ['build_torchvision_model', 'build_stages_model', 'set_last_stride', 'Stages']
+__all__ = ['build_torchvision_model', 'torchvision_model_factory', 'build_stages_model', 'set_last_stride', 'Stages']
 
 #: ``[(name, module), ...]``: a backbone's stages, run in order.
 Stages = List[Tuple[str, nn.Module]]
@@ -81,6 +81,26 @@ def build_torchvision_model(name: str, num_classes: int, loss: str, pretrained: 
     if local is not None:
         load_local_imagenet_weights(model, name, local, opts, exclude_prefixes=imagenet_head_prefixes)
     return model
+
+
+def torchvision_model_factory(name: str, constructor: Callable[..., nn.Module],
+                              weights_enum: Optional[Type['WeightsEnum']],
+                              stages: Callable[[nn.Module], Sequence[Tuple[str, nn.Module]]],
+                              feature_channels: Callable[[nn.Module], int],
+                              head_defaults: Optional[Mapping[str, Any]] = None,
+                              imagenet_head_prefixes: Sequence[str] = ('fc.', 'classifier.'),
+                              doc: str = '') -> Callable[..., ReIDModel]:
+    """A model factory ``fn(num_classes, loss, pretrained, **kwargs)`` named ``name`` that builds
+    :func:`build_torchvision_model` with these arguments (register it with ``register_model``)."""
+    def factory(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
+                **kwargs: Any) -> ReIDModel:
+        return build_torchvision_model(name, num_classes, loss, pretrained, kwargs, constructor=constructor,
+                                       weights_enum=weights_enum, stages=stages, feature_channels=feature_channels,
+                                       head_defaults=head_defaults, imagenet_head_prefixes=imagenet_head_prefixes)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return factory
 
 
 def build_stages_model(name: str, num_classes: int, loss: str, pretrained: bool, kwargs: Mapping[str, Any],

@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple, Type
 import torch.nn as nn
 import torchvision.models as tvm
 
-from .backbones import build_torchvision_model
+from .backbones import torchvision_model_factory
 from .head import ReIDModel
 from .registry import register_model
 
@@ -27,16 +27,9 @@ def _stages(net: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 def _make(name: str, constructor: Callable[..., nn.Module], weights_enum: Type[tvm.WeightsEnum],
           head_defaults: Optional[Mapping[str, Any]] = None, doc: str = '') -> Callable[..., ReIDModel]:
-    def factory(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
-                **kwargs: Any) -> ReIDModel:
-        return build_torchvision_model(name, num_classes, loss, pretrained, kwargs, constructor=constructor,
-                                       weights_enum=weights_enum, stages=_stages,
-                                       feature_channels=lambda net: net.classifier.in_features,
-                                       head_defaults=head_defaults, imagenet_head_prefixes=('classifier.',))
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
-    return register_model(name, factory)
+    return register_model(name, torchvision_model_factory(
+        name, constructor, weights_enum, stages=_stages, feature_channels=lambda net: net.classifier.in_features,
+        head_defaults=head_defaults, imagenet_head_prefixes=('classifier.',), doc=doc))
 
 
 densenet121 = _make('densenet121', tvm.densenet121, tvm.DenseNet121_Weights,

@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple, Type
 import torch.nn as nn
 import torchvision.models as tvm
 
-from .backbones import build_torchvision_model
+from .backbones import torchvision_model_factory
 from .head import ReIDModel
 from .registry import register_model
 
@@ -26,16 +26,9 @@ def _stages(net: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 def _make(name: str, constructor: Callable[..., nn.Module], weights_enum: Type[tvm.WeightsEnum],
           head_defaults: Optional[Mapping[str, Any]] = None, doc: str = '') -> Callable[..., ReIDModel]:
-    def factory(num_classes: int = 1000, loss: str = 'softmax', pretrained: bool = True,
-                **kwargs: Any) -> ReIDModel:
-        return build_torchvision_model(name, num_classes, loss, pretrained, kwargs, constructor=constructor,
-                                       weights_enum=weights_enum, stages=_stages,
-                                       feature_channels=lambda net: SQUEEZENET_CHANNELS,
-                                       head_defaults=head_defaults, imagenet_head_prefixes=('classifier.',))
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
-    return register_model(name, factory)
+    return register_model(name, torchvision_model_factory(
+        name, constructor, weights_enum, stages=_stages, feature_channels=lambda net: SQUEEZENET_CHANNELS,
+        head_defaults=head_defaults, imagenet_head_prefixes=('classifier.',), doc=doc))
 
 
 squeezenet1_0 = _make('squeezenet1_0', tvm.squeezenet1_0, tvm.SqueezeNet1_0_Weights,
