@@ -380,7 +380,11 @@ def merge_from_file(cfg, path):
         raise ConfigError(f'config file not found: {path}')
     with open(path, encoding='utf-8') as f:
         try:
-            data = yaml.load(f, Loader=_unique_key_loader())
+            loader = _unique_key_loader()(f)  # a yaml.SafeLoader: plain data only, never Python objects
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
         except yaml.YAMLError as exc:
             raise ConfigError(f'{path}: not valid YAML: {exc}') from None
     if data is None:

@@ -410,7 +410,11 @@ def main(argv=None):
         if save_dir != cfg.data.save_dir:
             cfg.data.save_dir = save_dir
         cfg.freeze()
-        return _run(cfg, save_dir_note, resumed)
+        try:
+            return _run(cfg, save_dir_note, resumed)
+        except KeyboardInterrupt as exc:
+            exc.save_dir = cfg.data.save_dir  # the folder this run chose, for the resume hint
+            raise
     finally:
         if joined_here:
             tdist.destroy_distributed()
@@ -550,25 +554,29 @@ def _run(cfg, save_dir_note, resumed):
             torch.cuda.empty_cache()
 
 
-def resume_hint(argv):
-    """What to type to resume the run ``argv`` describes, from its last checkpoint."""
+def resume_hint(argv, save_dir=None):
+    """What to type to resume the run ``argv`` describes, from the last checkpoint in ``save_dir`` (the folder
+    the run chose: ``data.save_dir`` or a numbered sibling of it)."""
     import shlex
 
     from torchreid.utils import list_checkpoints
 
-    try:
-        cfg = build_config(build_parser().parse_args(argv))
-    except (ConfigError, SystemExit):
-        return ''
-    found = list_checkpoints(osp.join(cfg.data.save_dir, 'model'))
+    if save_dir is None:
+        try:
+            save_dir = build_config(build_parser().parse_args(argv)).data.save_dir
+        except (ConfigError, SystemExit):
+            return ''
+    found = list_checkpoints(osp.join(save_dir, 'model'))
     if not found:
         return 'No checkpoint was written yet: run the same command again to start over.'
     epoch, path = found[-1]
     args = list(argv)
-    if 'model.resume' in args[:-1]:  # replace an earlier resume, keep everything else as typed
-        i = args.index('model.resume')
-        del args[i:i + 2]
-    command = shlex.join([sys.executable, osp.relpath(osp.abspath(__file__)), *args, 'model.resume', path])
+    for key in ('model.resume', 'data.save_dir'):  # replaced below; everything else stays as typed
+        if key in args[:-1]:
+            i = args.index(key)
+            del args[i:i + 2]
+    command = shlex.join([sys.executable, osp.relpath(osp.abspath(__file__)), *args, 'data.save_dir', save_dir,
+                          'model.resume', path])
     return f'The last checkpoint is epoch {epoch} ({path}). To resume from it:\n  {command}'
 
 
@@ -584,10 +592,10 @@ def cli(argv=None):
             raise
         print(f'Configuration error: {exc}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        print(f'\nInterrupted. {resume_hint(argv)}', file=sys.stderr)
+        print(f'\nInterrupted. {resume_hint(argv, getattr(exc, "save_dir", None))}', file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the command line's one place to turn errors into messages
         if debug:

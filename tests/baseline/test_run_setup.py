@@ -103,3 +103,18 @@ def test_main_trains_into_a_new_folder_the_second_time(tiny_root, tmp_path):
     assert first['save_dir'] == str(tmp_path / 'log') and second['save_dir'] == str(tmp_path / 'log') + '-2'
     assert osp.isfile(osp.join(second['save_dir'], 'config.yaml'))
     assert first['targets']['soccernetv3']['mAP'] == second['targets']['soccernetv3']['mAP']  # same seed
+
+
+def test_the_resume_hint_names_the_folder_the_run_chose(tmp_path):
+    """An interrupted run that wrote to <save_dir>-2 is resumed there, not in the earlier run's folder."""
+    main = load_main()
+    chosen = tmp_path / 'log-2'
+    (chosen / 'model').mkdir(parents=True)
+    (chosen / 'model' / 'model.pth.tar-2').write_bytes(b'x')
+    argv = ['data.save_dir', str(tmp_path / 'log'), 'train.max_epoch', '5']
+    hint = main.resume_hint(argv, str(chosen))
+    command = hint.splitlines()[-1]
+    assert 'epoch 2' in hint
+    assert f"data.save_dir {chosen}" in command and f"model.resume {chosen / 'model' / 'model.pth.tar-2'}" in command
+    assert command.count('data.save_dir') == 1 and 'train.max_epoch 5' in command
+    assert 'No checkpoint' in main.resume_hint(argv, str(tmp_path / 'empty'))
