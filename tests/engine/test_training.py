@@ -322,3 +322,15 @@ def test_setting_model_before_super_init_is_a_clear_error(dm_valid):
 
     with pytest.raises(AttributeError, match=r'call super\(\).__init__\(\) before setting self.model'):
         Early(dm_valid, tiny_model(dm_valid.num_train_pids))
+
+
+def test_triplet_engine_refuses_one_instance_per_identity(tiny_root):
+    """fault: a P x K sampler with K=1 given to the triplet engine (no positive pair: loss exactly 0) ->
+    expected: refused at construction, naming num_instances."""
+    dm = make_datamanager(tiny_root, targets=['soccernetv3'], train_sampler='RandomIdentitySampler',
+                          num_instances=1)
+    model = tiny_model(dm.num_train_pids, loss='triplet')
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match='num_instances=1'):
+        ImageTripletEngine(dm, model, optimizer, device='cpu')
+    ImageTripletEngine(dm, model, optimizer, device='cpu', weight_t=0)  # no triplet term: nothing to refuse

@@ -43,6 +43,12 @@ class ImageTripletEngine(Engine):
             raise ValueError(f'weight_t and weight_x must be >= 0, got {weight_t}, {weight_x}')
         if weight_t + weight_x <= 0:
             raise ValueError('weight_t + weight_x must be > 0 (nothing to train otherwise)')
+        sampler = getattr(getattr(self.datamanager, 'train_loader', None), 'sampler', None)
+        if weight_t > 0 and getattr(sampler, 'num_instances', 2) < 2:
+            # One image per identity in a batch: no positive pair, so the triplet loss is exactly 0.
+            raise ValueError(f'{type(sampler).__name__} draws num_instances={sampler.num_instances} image per '
+                             'identity: the triplet loss needs at least 2 (a positive pair); use num_instances >= 2 '
+                             'or weight_t=0')
         self.register_model('model', model, optimizer, scheduler)  # also self.model / optimizer / scheduler
         self.weight_t = weight_t
         self.weight_x = weight_x
