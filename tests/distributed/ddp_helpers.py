@@ -1,7 +1,10 @@
 """Helpers of the data-parallel tests: a tiny in-memory ReID task (no BatchNorm, so per-rank and global batches
 train alike), engines built the same way in a single process and on every rank, and a spawner of gloo ranks."""
+import faulthandler
 import os
+import shutil
 import socket
+import tempfile
 import types
 
 import torch
@@ -79,11 +82,32 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _entry(rank, world_size, port, fn, args):
+#: Set on every gloo rank the tests start (spawned or under torchrun). ``USE_LIBUV=0``: the c10d store server
+#: on rank 0 uses the plain-socket backend. CI once saw rank 0, the store's server, end in SIGABRT on a sandboxed
+#: kernel where the same tests never failed here; the libuv backend aborts the process on socket or epoll answers
+#: it does not expect, the plain one raises them as errors. Both give the same rendezvous.
+RANK_ENV = {'USE_LIBUV': '0'}
+
+
+def rank_env(**extra):
+    """``os.environ`` plus :data:`RANK_ENV` (and ``extra``), without the fault-injection hook: for torchrun
+    subprocesses."""
+    env = dict(os.environ, **RANK_ENV, **extra)
+    env.pop('TORCHREID_FAULT_AT', None)
+    return env
+
+
+def _entry(rank, world_size, port, log_dir, fn, args):
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
-                      LOCAL_RANK=str(rank))
+    # each rank's output goes to its own file (fd level, so C++ messages too), and faulthandler writes the Python
+    # stacks there if the rank dies of a signal: a failure report can then say why a rank died
+    log = open(os.path.join(log_dir, f'rank{rank}.log'), 'w', buffering=1)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    faulthandler.enable(file=log, all_threads=True)
+    os.environ.update(RANK_ENV, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group('gloo', rank=rank, world_size=world_size)
     try:
@@ -92,8 +116,31 @@ def _entry(rank, world_size, port, fn, args):
         dist.destroy_process_group()
 
 
+def _tail(path, lines=40):
+    try:
+        with open(path, errors='replace') as f:
+            return ''.join(f.readlines()[-lines:])
+    except OSError as e:
+        return f'(no log: {e})\n'
+
+
 def spawn(fn, world_size, *args):
-    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks (fresh processes, one thread each)."""
+    """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks (fresh processes, one thread each).
+
+    A rank that raises or dies of a signal fails the test with one message holding the end of every rank's
+    output (and, for a signal, faulthandler's stacks)."""
+    import pytest
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)
+    log_dir = tempfile.mkdtemp(prefix='torchreid-ddp-ranks-')
+    failure = None
+    try:
+        mp.spawn(_entry, args=(world_size, free_port(), log_dir, fn, args), nprocs=world_size, join=True)
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as e:
+        failure = f'{type(e).__name__}: {e}\n' + ''.join(
+            f'--- rank {r} output (last lines) ---\n{_tail(os.path.join(log_dir, f"rank{r}.log"))}'
+            for r in range(world_size))
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    if failure:
+        pytest.fail(failure, pytrace=False)
