@@ -608,4 +608,6 @@ def cli(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(cli())
+    from torchreid.utils.distributed import exit_process
+
+    exit_process(cli())  # sys.exit, or, under torchrun, an exit that a lingering gloo thread cannot abort

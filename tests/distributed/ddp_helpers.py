@@ -3,8 +3,10 @@ train alike), engines built the same way in a single process and on every rank, 
 import faulthandler
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import time
 import types
 
 import torch
@@ -82,23 +84,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-#: Set on every gloo rank the tests start (spawned or under torchrun). ``USE_LIBUV=0``: the c10d store server
-#: on rank 0 uses the plain-socket backend. CI once saw rank 0, the store's server, end in SIGABRT on a sandboxed
-#: kernel where the same tests never failed here; the libuv backend aborts the process on socket or epoll answers
-#: it does not expect, the plain one raises them as errors. Both give the same rendezvous.
-RANK_ENV = {'USE_LIBUV': '0'}
-
-
-def rank_env(**extra):
-    """``os.environ`` plus :data:`RANK_ENV` (and ``extra``), without the fault-injection hook: for torchrun
-    subprocesses."""
-    env = dict(os.environ, **RANK_ENV, **extra)
-    env.pop('TORCHREID_FAULT_AT', None)
-    return env
-
-
 def _entry(rank, world_size, port, log_dir, fn, args):
     import torch.distributed as dist
+
+    from torchreid.utils.distributed import exit_process
 
     # each rank's output goes to its own file (fd level, so C++ messages too), and faulthandler writes the Python
     # stacks there if the rank dies of a signal: a failure report can then say why a rank died
@@ -106,17 +95,18 @@ def _entry(rank, world_size, port, log_dir, fn, args):
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     faulthandler.enable(file=log, all_threads=True)
-    os.environ.update(RANK_ENV, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group('gloo', rank=rank, world_size=world_size)
     try:
         fn(rank, world_size, *args)
     finally:
         dist.destroy_process_group()
+    exit_process(0)  # as main.py under torchrun: a gloo thread releasing tensors cannot abort the exit
 
 
-def _tail(path, lines=40):
+def _tail(path, lines=80):
     try:
         with open(path, errors='replace') as f:
             return ''.join(f.readlines()[-lines:])
@@ -124,23 +114,43 @@ def _tail(path, lines=40):
         return f'(no log: {e})\n'
 
 
-def spawn(fn, world_size, *args):
+def spawn(fn, world_size, *args, timeout=300):
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` gloo ranks (fresh processes, one thread each).
 
-    A rank that raises or dies of a signal fails the test with one message holding the end of every rank's
-    output (and, for a signal, faulthandler's stacks)."""
+    A rank that raises or dies of a signal, or ranks still running after ``timeout`` seconds (stopped with
+    SIGABRT, so faulthandler shows where they waited), fail the test with one message holding the end of every
+    rank's output."""
     import pytest
     import torch.multiprocessing as mp
 
     log_dir = tempfile.mkdtemp(prefix='torchreid-ddp-ranks-')
     failure = None
     try:
-        mp.spawn(_entry, args=(world_size, free_port(), log_dir, fn, args), nprocs=world_size, join=True)
-    except (mp.ProcessExitedException, mp.ProcessRaisedException) as e:
-        failure = f'{type(e).__name__}: {e}\n' + ''.join(
-            f'--- rank {r} output (last lines) ---\n{_tail(os.path.join(log_dir, f"rank{r}.log"))}'
-            for r in range(world_size))
+        context = mp.start_processes(_entry, args=(world_size, free_port(), log_dir, fn, args), nprocs=world_size,
+                                     join=False, start_method='spawn')
+        deadline = time.monotonic() + timeout
+        try:
+            while not context.join(timeout=1):
+                if time.monotonic() > deadline:
+                    _stop(context.processes)
+                    failure = f'the ranks were still running after {timeout} s (stopped with SIGABRT)'
+                    break
+        except (mp.ProcessExitedException, mp.ProcessRaisedException) as e:
+            failure = f'{type(e).__name__}: {e}'
+        if failure:
+            failure += '\n' + ''.join(f'--- rank {r} output (last lines) ---\n'
+                                       f'{_tail(os.path.join(log_dir, f"rank{r}.log"))}' for r in range(world_size))
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     if failure:
         pytest.fail(failure, pytrace=False)
+
+
+def _stop(processes):
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGABRT)
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()

@@ -46,3 +46,4 @@ def main():
 
 if __name__ == '__main__':
     main()
+    tdist.exit_process(0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddp_helpers import build_engine, rank_env, spawn
+from ddp_helpers import build_engine, spawn
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed is unavailable')
 
@@ -124,7 +124,8 @@ def test_killed_rank_restarted_by_torchrun_ends_like_the_uninterrupted_run(ddp_r
     """torchrun as a subprocess: rank 1 is SIGKILLed in epoch 2, torchrun (--max-restarts 1) restarts both ranks,
     run(resume='auto') continues from the epoch-1 checkpoint, and the weights equal the uninterrupted run's."""
     out = tmp_path / 'killed.pt'
-    env = rank_env(OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('TORCHREID_FAULT_AT', None)
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
            '--max-restarts', '1', '--monitor-interval', '0.2', RESTART_SCRIPT, str(tmp_path / 'run'), str(out),
            '--epochs', str(EPOCHS), '--kill']

@@ -1,4 +1,8 @@
-"""Gradient accumulation (``grad_accum_steps``) and the data-parallel config keys, in one process."""
+"""Gradient accumulation (``grad_accum_steps``) and the data-parallel config keys, in one process; the
+environment a restarted gloo group is created in; how a torchrun process exits."""
+import os
+import subprocess
+import sys
 import types
 
 import pytest
@@ -82,3 +86,46 @@ def test_auto_resume_picks_the_newest_checkpoint_of_the_run_folders(tmp_path):
     assert main.auto_resume_checkpoint(cfg) == newest
     cfg.test.evaluate = True
     assert main.auto_resume_checkpoint(cfg) is None
+
+
+@pytest.mark.parametrize('restarts,user_value,expected', [('0', None, None), ('1', None, '1'), ('2', '0', '0')])
+def test_a_restarted_gloo_group_connects_lazily_unless_the_user_chose(monkeypatch, restarts, user_value, expected):
+    """init_distributed sets TORCH_GLOO_LAZY_INIT=1 on torchrun restarts only, and never over the user's value
+    (the process group itself is replaced by a recorder: this checks the environment it is created in)."""
+    from torchreid.utils import distributed as tdist
+
+    seen = []
+    monkeypatch.setattr(tdist.dist, 'init_process_group',
+                        lambda backend, **kwargs: seen.append((backend, tdist.os.environ.get('TORCH_GLOO_LAZY_INIT'))))
+    monkeypatch.setenv('TORCH_GLOO_LAZY_INIT', 'placeholder')  # recorded, so the test's end restores the absence
+    monkeypatch.delenv('TORCH_GLOO_LAZY_INIT')
+    if user_value is not None:
+        monkeypatch.setenv('TORCH_GLOO_LAZY_INIT', user_value)
+    for name, value in dict(WORLD_SIZE='2', RANK='0', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', MASTER_PORT='1',
+                            TORCHELASTIC_RESTART_COUNT=restarts).items():
+        monkeypatch.setenv(name, value)
+    created, device = tdist.init_distributed('cpu')
+    assert created and device == torch.device('cpu')
+    assert seen == [('gloo', expected)]
+
+
+@pytest.mark.parametrize('world_size,interpreter_shutdown', [('2', False), (None, True)])
+def test_exit_process_flushes_and_skips_the_shutdown_only_under_torchrun(world_size, interpreter_shutdown):
+    """Under torchrun (WORLD_SIZE > 1) exit_process leaves with os._exit: the status is kept, buffered output
+    and log records still come out, atexit handlers (the interpreter's shutdown) do not run; elsewhere it is
+    sys.exit."""
+    code = ('import atexit, logging, sys\n'
+            'from torchreid.utils.distributed import exit_process\n'
+            'atexit.register(lambda: print(" atexit ran", flush=True))\n'
+            'logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n'
+            'logging.getLogger("torchreid.test").info("a log record")\n'
+            'print("buffered output", end="")\n'
+            'exit_process(3)\n')
+    env = {k: v for k, v in os.environ.items() if k != 'WORLD_SIZE'}
+    if world_size is not None:
+        env['WORLD_SIZE'] = world_size
+    done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.startswith('buffered output')
+    assert ('atexit ran' in done.stdout) is interpreter_shutdown
+    assert 'a log record' in done.stderr

@@ -12,7 +12,8 @@ tensors whose first dimension differs between ranks, in rank order (:func:`gathe
 """
 import logging
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+import sys
+from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -20,7 +21,7 @@ import torch.distributed as dist
 __all__ = ['init_distributed', 'destroy_distributed', 'is_distributed', 'get_rank', 'get_world_size',
            'get_local_rank', 'is_main_process', 'barrier', 'broadcast_object', 'gather_in_order',
            'gather_objects_in_order', 'all_gather_with_grad', 'shard_range', 'launched_by_torchrun',
-           'elastic_restart_count', 'communication_device']
+           'elastic_restart_count', 'communication_device', 'exit_process']
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,29 @@ def destroy_distributed() -> None:
     """Leave the process group (after the last collective)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End the process with exit status ``code``: ``sys.exit(code)``, except in a process torchrun started
+    (``WORLD_SIZE > 1``), which flushes its logs and output and leaves with ``os._exit(code)``.
+
+    Why: a process group's worker threads can outlive :func:`destroy_distributed` (DistributedDataParallel and
+    torch's autograd collectives keep the group referenced), and when the interpreter shuts down while a gloo
+    worker thread is still releasing the tensors of the last collective, that thread needs the interpreter
+    that is going away and the process aborts (SIGABRT, "terminate called without an active exception",
+    seen here about one run in ten). Every output was written by then, but torchrun would report the rank as
+    failed. Leaving without the interpreter's shutdown skips that; files written with :mod:`torchreid.utils.io`
+    are complete before this is called (atomic renames), and ``atexit`` handlers do not run.
+    """
+    if not launched_by_torchrun():
+        sys.exit(code)
+    logging.shutdown()  # flush and close every logging handler (train.log, the console)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing left to save
+            pass
+    os._exit(code)
 
 
 def barrier() -> None:
