@@ -54,7 +54,7 @@ def _measure(rank, world, threads, args, out_dir, port):
     torch.set_num_threads(threads)
     device = torch.device(args.device if args.device != 'cuda' else f'cuda:{rank}')
     if world > 1:
-        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
         if device.type == 'cuda':
             torch.cuda.set_device(device)
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', rank=rank, world_size=world)
@@ -97,6 +97,10 @@ def _measure(rank, world, threads, args, out_dir, port):
     finally:
         if world > 1:
             dist.destroy_process_group()
+    if world > 1:
+        from torchreid.utils.distributed import exit_process
+
+        exit_process(0)  # WORLD_SIZE is set: no abort from a gloo thread at interpreter shutdown
 
 
 def _barrier(world, device):

@@ -109,14 +109,18 @@ def test_a_restarted_gloo_group_connects_lazily_unless_the_user_chose(monkeypatc
     assert seen == [('gloo', expected)]
 
 
-@pytest.mark.parametrize('world_size,interpreter_shutdown', [('2', False), (None, True)])
-def test_exit_process_flushes_and_skips_the_shutdown_only_under_torchrun(world_size, interpreter_shutdown):
-    """Under torchrun (WORLD_SIZE > 1) exit_process leaves with os._exit: the status is kept, buffered output
-    and log records still come out, atexit handlers (the interpreter's shutdown) do not run; elsewhere it is
-    sys.exit."""
+@pytest.mark.parametrize('world_size,finalized', [('2', False), (None, True)])
+def test_exit_process_skips_only_the_interpreter_finalization_under_torchrun(world_size, finalized):
+    """Under torchrun (WORLD_SIZE > 1) exit_process keeps the status, runs the atexit handlers (log records
+    and buffered output still come out) and leaves before the interpreter finalizes (a module-level object is
+    never finalized); elsewhere it is sys.exit, which finalizes."""
     code = ('import atexit, logging, sys\n'
             'from torchreid.utils.distributed import exit_process\n'
-            'atexit.register(lambda: print(" atexit ran", flush=True))\n'
+            'class Tail:\n'
+            '    def __del__(self):\n'
+            '        print(" finalized", flush=True)\n'
+            'kept_until_finalization = Tail()\n'
+            'atexit.register(lambda: print(" atexit ran", end=""))\n'
             'logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n'
             'logging.getLogger("torchreid.test").info("a log record")\n'
             'print("buffered output", end="")\n'
@@ -126,6 +130,6 @@ def test_exit_process_flushes_and_skips_the_shutdown_only_under_torchrun(world_s
         env['WORLD_SIZE'] = world_size
     done = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
-    assert done.stdout.startswith('buffered output')
-    assert ('atexit ran' in done.stdout) is interpreter_shutdown
+    assert done.stdout.startswith('buffered output atexit ran')
+    assert ('finalized' in done.stdout) is finalized
     assert 'a log record' in done.stderr

@@ -10,6 +10,7 @@ Everything here is PyTorch's own machinery (``torch.distributed`` collectives an
 ``torch.distributed.nn.functional.all_gather`` for gathering with gradients); the only added logic is gathering
 tensors whose first dimension differs between ranks, in rank order (:func:`gather_in_order`).
 """
+import atexit
 import logging
 import os
 import sys
@@ -120,20 +121,20 @@ def destroy_distributed() -> None:
 
 def exit_process(code: int = 0) -> NoReturn:
     """End the process with exit status ``code``: ``sys.exit(code)``, except in a process torchrun started
-    (``WORLD_SIZE > 1``), which flushes its logs and output and leaves with ``os._exit(code)``.
+    (``WORLD_SIZE > 1``), which does what a normal exit does first (the ``atexit`` handlers: logging's flush and
+    close, multiprocessing's clean-up, temporary folders), flushes its output, and leaves with
+    ``os._exit(code)``, skipping only the interpreter's finalization.
 
     Why: a process group's worker threads can outlive :func:`destroy_distributed` (DistributedDataParallel and
-    torch's autograd collectives keep the group referenced), and when the interpreter shuts down while a gloo
+    torch's autograd collectives keep the group referenced), and when the interpreter finalizes while a gloo
     worker thread is still releasing the tensors of the last collective, that thread needs the interpreter
     that is going away and the process aborts (SIGABRT, "terminate called without an active exception";
     seen in 2 of 12 runs of our two-rank tests). Every output was written by then, but torchrun would report
-    the rank as failed. Leaving without the interpreter's shutdown skips that; files written with
-    :mod:`torchreid.utils.io` are complete before this is called (atomic renames), and ``atexit`` handlers do
-    not run.
+    the rank as failed.
     """
     if not launched_by_torchrun():
         sys.exit(code)
-    logging.shutdown()  # flush and close every logging handler (train.log, the console)
+    atexit._run_exitfuncs()  # the handlers a normal exit runs before finalizing (atexit's documented order)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
