@@ -171,6 +171,14 @@ class Dataset:
                 names.add(param.name)
         return tuple(sorted(names))
 
+    def locate(self, root: str, options: Iterable[str]) -> None:
+        """The first step of a dataset's ``__init__``: refuse unknown ``options`` (:meth:`check_options`, before
+        any folder is walked), then set ``self.root`` (absolute, ``~`` expanded) and ``self.dataset_dir``
+        (``<root>/<dataset_dir>``, from the class attribute)."""
+        self.check_options(options)
+        self.root = osp.abspath(osp.expanduser(root))
+        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+
     @classmethod
     def check_options(cls, options: Iterable[str]) -> None:
         """Raise ``TypeError`` if ``options`` holds a keyword this dataset neither declares nor shares.

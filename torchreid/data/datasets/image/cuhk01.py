@@ -34,9 +34,7 @@ class CUHK01(ImageDataset):
     dataset_url = None
 
     def __init__(self, root: str = '', split_id: int = 0, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.zip_path = osp.join(self.dataset_dir, 'CUHK01.zip')
         self.campus_dir = osp.join(self.dataset_dir, 'campus')
         self.split_path = osp.join(self.dataset_dir, 'splits.json')

@@ -27,9 +27,7 @@ class CUHK02(ImageDataset):
     dataset_url = None
 
     def __init__(self, root: str = '', **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.data_dir = osp.join(self.dataset_dir, 'Dataset')
         required = [osp.join(self.data_dir, pair, cam) for pair in _CAMERA_PAIRS for cam in ('cam1', 'cam2')]
         fetch_dataset(type(self).__name__, self.dataset_dir, required, self.dataset_url, False,

@@ -54,9 +54,7 @@ class CUHK03(ImageDataset):
 
     def __init__(self, root: str = '', split_id: int = 0, cuhk03_labeled: bool = False,
                  cuhk03_classic_split: bool = False, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.raw_mat_path = osp.join(self.dataset_dir, 'cuhk03_release', 'cuhk-03.mat')
         self.image_dirs = {k: osp.join(self.dataset_dir, f'images_{k}') for k in _KINDS}
         self.new_protocol_paths = {k: osp.join(self.dataset_dir, f'cuhk03_new_protocol_config_{k}.mat')

@@ -31,9 +31,7 @@ class CUHKSYSU(ImageDataset):
     train_only = True
 
     def __init__(self, root: str = '', **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.data_dir = osp.join(self.dataset_dir, 'cropped_images')
         fetch_dataset(type(self).__name__, self.dataset_dir, [self.data_dir], self.dataset_url, False,
                       _MANUAL.format(dataset_dir=self.dataset_dir))

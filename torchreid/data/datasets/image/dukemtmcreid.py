@@ -29,9 +29,7 @@ class DukeMTMCreID(ImageDataset):
     eval_metric = 'default'
 
     def __init__(self, root: str = '', download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         data_dir = osp.join(self.dataset_dir, 'DukeMTMC-reID')
         self.train_dir = osp.join(data_dir, 'bounding_box_train')
         self.query_dir = osp.join(data_dir, 'query')

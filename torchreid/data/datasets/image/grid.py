@@ -32,9 +32,7 @@ class GRID(ImageDataset):
     dataset_url = 'http://personal.ie.cuhk.edu.hk/~ccloy/files/datasets/underground_reid.zip'
 
     def __init__(self, root: str = '', split_id: int = 0, download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         data_dir = osp.join(self.dataset_dir, 'underground_reid')
         self.probe_dir = osp.join(data_dir, 'probe')
         self.gallery_dir = osp.join(data_dir, 'gallery')

@@ -32,9 +32,7 @@ class iLIDS(ImageDataset):
     dataset_url = 'http://www.eecs.qmul.ac.uk/~jason/data/i-LIDS_Pedestrian.tgz'
 
     def __init__(self, root: str = '', split_id: int = 0, download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.data_dir = osp.join(self.dataset_dir, 'i-LIDS_Pedestrian', 'Persons')
         self.split_path = osp.join(self.dataset_dir, 'splits.json')
         fetch_dataset(type(self).__name__, self.dataset_dir, [self.data_dir], self.dataset_url, download,

@@ -46,9 +46,7 @@ class Market1501(ImageDataset):
     junk_pids = (0, -1)  # 0: distractors, -1: junk boxes
 
     def __init__(self, root: str = '', market1501_500k: bool = False, download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)  # a misspelt option fails before any folder is read
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)  # a misspelt option fails before any folder is read
         if not osp.isdir(osp.join(self.dataset_dir, 'bounding_box_train')):
             fetch_dataset(type(self).__name__, self.dataset_dir,
                           [osp.join(self.dataset_dir, 'Market-1501-v15.09.15', 'bounding_box_train')],

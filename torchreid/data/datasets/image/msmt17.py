@@ -35,9 +35,7 @@ class MSMT17(ImageDataset):
     eval_metric = 'default'
 
     def __init__(self, root: str = '', combineall: bool = False, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         version = next((v for v in _VERSIONS if osp.isdir(osp.join(self.dataset_dir, v))), 'MSMT17_V1')
         main_dir = osp.join(self.dataset_dir, version)
         train_dir, test_dir = (osp.join(main_dir, d) for d in _VERSIONS[version])

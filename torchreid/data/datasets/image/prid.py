@@ -33,9 +33,7 @@ class PRID(ImageDataset):
     dataset_url = None
 
     def __init__(self, root: str = '', split_id: int = 0, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.cam_a_dir = osp.join(self.dataset_dir, 'prid_2011', 'single_shot', 'cam_a')
         self.cam_b_dir = osp.join(self.dataset_dir, 'prid_2011', 'single_shot', 'cam_b')
         self.split_path = osp.join(self.dataset_dir, 'splits_single_shot.json')

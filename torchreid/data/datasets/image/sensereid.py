@@ -29,9 +29,7 @@ class SenseReID(ImageDataset):
     dataset_url = None
 
     def __init__(self, root: str = '', **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.query_dir = osp.join(self.dataset_dir, 'SenseReID', 'test_probe')
         self.gallery_dir = osp.join(self.dataset_dir, 'SenseReID', 'test_gallery')
         fetch_dataset(type(self).__name__, self.dataset_dir, [self.query_dir, self.gallery_dir], self.dataset_url,

@@ -294,10 +294,8 @@ class _SoccerNetV3Base(ImageDataset):
     def __init__(self, root: str = '', training_subset: Optional[float] = None,
                  soccernetv3_training_subset: Optional[float] = None, download: bool = True,
                  check_ground_truth: bool = True, **kwargs: Any):
-        self.check_options(kwargs)  # a misspelt option fails before the (large) folders are walked
+        self.locate(root, kwargs)  # a misspelt option fails before the (large) folders are walked
         resolve_verify_images(kwargs.get('verify_images', False))   # a bad value fails before the walk too
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
         self.reid_dir = osp.join(self.dataset_dir, 'reid')
         self.training_subset = self._resolve_subset(training_subset, soccernetv3_training_subset)
 

@@ -32,9 +32,7 @@ class University1652(ImageDataset):
     gallery_view = 'gallery_satellite'
 
     def __init__(self, root: str = '', download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         release = osp.join(self.dataset_dir, 'University-Release')
         self.train_dir = osp.join(release, 'train')
         self.query_dir = osp.join(release, 'test', self.query_view)

@@ -29,9 +29,7 @@ class VIPeR(ImageDataset):
     dataset_url = 'http://users.soe.ucsc.edu/~manduchi/VIPeR.v1.0.zip'
 
     def __init__(self, root: str = '', split_id: int = 0, download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.cam_a_dir = osp.join(self.dataset_dir, 'VIPeR', 'cam_a')
         self.cam_b_dir = osp.join(self.dataset_dir, 'VIPeR', 'cam_b')
         self.split_path = osp.join(self.dataset_dir, 'splits.json')

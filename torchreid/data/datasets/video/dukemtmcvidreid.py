@@ -33,9 +33,7 @@ class DukeMTMCVidReID(VideoDataset):
     dataset_url = 'http://vision.cs.duke.edu/DukeMTMC/data/misc/DukeMTMC-VideoReID.zip'
 
     def __init__(self, root: str = '', min_seq_len: int = 0, download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         dirs = {s: osp.join(self.dataset_dir, 'DukeMTMC-VideoReID', s) for s in ('train', 'query', 'gallery')}
         fetch_dataset(type(self).__name__, self.dataset_dir, list(dirs.values()), self.dataset_url, download,
                       _MANUAL.format(dataset_dir=self.dataset_dir))

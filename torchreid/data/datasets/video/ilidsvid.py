@@ -32,9 +32,7 @@ class iLIDSVID(VideoDataset):
     dataset_url = 'http://www.eecs.qmul.ac.uk/~xiatian/iLIDS-VID/iLIDS-VID.tar'
 
     def __init__(self, root: str = '', split_id: int = 0, download: bool = True, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.cam_dirs = [osp.join(self.dataset_dir, 'i-LIDS-VID', 'sequences', cam) for cam in ('cam1', 'cam2')]
         self.split_mat_path = osp.join(self.dataset_dir, 'train-test people splits', 'train_test_splits_ilidsvid.mat')
         self.split_path = osp.join(self.dataset_dir, 'splits.json')

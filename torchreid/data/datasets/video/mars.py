@@ -39,9 +39,7 @@ class Mars(VideoDataset):
     junk_pids = (0, -1)
 
     def __init__(self, root: str = '', **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         info = osp.join(self.dataset_dir, 'info')
         names = ('train_name.txt', 'test_name.txt', 'tracks_train_info.mat', 'tracks_test_info.mat', 'query_IDX.mat')
         paths = {name: osp.join(info, name) for name in names}

@@ -29,9 +29,7 @@ class PRID2011(VideoDataset):
     dataset_url = None
 
     def __init__(self, root: str = '', split_id: int = 0, **kwargs: Any):
-        self.check_options(kwargs)
-        self.root = osp.abspath(osp.expanduser(root))
-        self.dataset_dir = osp.join(self.root, self.dataset_dir)
+        self.locate(root, kwargs)
         self.cam_dirs = [osp.join(self.dataset_dir, 'prid_2011', 'multi_shot', cam) for cam in ('cam_a', 'cam_b')]
         self.split_path = osp.join(self.dataset_dir, 'splits_prid2011.json')
         fetch_dataset(type(self).__name__, self.dataset_dir, [*self.cam_dirs, self.split_path], self.dataset_url,
